@@ -1,0 +1,69 @@
+"""Options and output helpers shared by every subcommand."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+# Human-readable output goes to stdout unless --json is given; then stdout carries one JSON document
+# and everything else (progress bars, notes) goes to stderr.
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+DataDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", envvar="FMNIST_DATA_DIR", help="Directory holding the four IDX files (.gz or raw).", show_default=False),
+]
+DatasetOption = Annotated[
+    Optional[str],
+    typer.Option("--dataset", help="fashion-mnist, mnist, kmnist, or idx (any directory of IDX files; needs --data-dir).", show_default=False),
+]
+DeviceOption = Annotated[
+    Optional[str],
+    typer.Option("--device", help="auto, cpu or cuda (auto picks CUDA when available).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
+
+
+@dataclass
+class Settings:
+    """Global options, given before the subcommand (`fmnist --data-dir D data info`) or after it."""
+
+    data_dir: Path | None = None
+    dataset: str = "fashion-mnist"
+    device: str = "auto"
+
+    def merged(self, data_dir: Path | None = None, dataset: str | None = None, device: str | None = None) -> "Settings":
+        """The settings with any command-level option taking precedence over the global one."""
+        return Settings(
+            data_dir=data_dir if data_dir is not None else self.data_dir,
+            dataset=dataset if dataset is not None else self.dataset,
+            device=device if device is not None else self.device,
+        )
+
+
+def settings(ctx: typer.Context, data_dir: Path | None = None, dataset: str | None = None, device: str | None = None) -> Settings:
+    """Global settings from the app callback, overridden by the subcommand's own options."""
+    root = ctx.find_root().obj
+    base = root if isinstance(root, Settings) else Settings()
+    return base.merged(data_dir, dataset, device)
+
+
+def print_json(obj: Any) -> None:
+    """Write `obj` as the single JSON document on stdout."""
+    out.file.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    out.file.flush()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
