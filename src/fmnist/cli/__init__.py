@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.markup import escape
 
@@ -45,21 +44,15 @@ commands.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; user-facing errors become a message and an exit code, never a traceback."""
+    """Entry point: run the app; user-facing errors become a message and an exit code, never a traceback.
+
+    Usage errors are handled by Typer itself (exit code 2); FmnistError carries its own exit code.
+    """
     try:
-        rv = app(args=argv, prog_name="fmnist", standalone_mode=False)
+        app(args=argv, prog_name="fmnist")
     except FmnistError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}")
         sys.exit(e.exit_code)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err.print("[yellow]interrupted[/]")
-        sys.exit(130)
     except OSError as e:
         err.print(f"[bold red]error:[/] {escape(str(e))}")
         sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
