@@ -69,6 +69,9 @@ class Recipe:
     augment: AugmentConfig = AugmentConfig()
     ema_decay: float = 0.0  # 0 disables the weight EMA
     tta_flip: bool = False  # average logits over the image and its mirror at evaluation
+    # Input normalization: x = (pixel / 255 - mean) / std. The seeds scale to [0, 1] only.
+    mean: float = 0.0
+    std: float = 1.0
     # Per-epoch validation: "test" where the seed validated on the test set (monitoring only: nothing is
     # selected on it), "holdout" holds out `val_fraction` of the training images, "none" skips it.
     validation: Validation = "test"
