@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # Each module defines `register(app: typer.Typer) -> None`.
-MODULES = ["data"]
+MODULES = ["data", "models"]
 
 
 def register(app: typer.Typer) -> None:

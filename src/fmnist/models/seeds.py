@@ -1,0 +1,183 @@
+"""The seed architectures (../shared/SEEDS.md), layer for layer, with Keras' default initialisation.
+
+Each model is an nn.Sequential of named layers (conv1, pool1, fc1, ...) so summaries read like the seeds'
+`model.summary()`. Every model maps [N, in_channels, H, W] floats to logits [N, num_classes]: the seeds'
+final softmax is folded into the cross-entropy loss. The flatten size is computed from `image_size`
+(28 for the MNIST family), never hard-coded. One difference from Keras that does not matter when training
+from scratch: Flatten reads PyTorch's [C, H, W] order where Keras reads [H, W, C].
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from fmnist.errors import UsageError
+from fmnist.models import register_model
+from fmnist.models.init import glorot_uniform_, he_uniform_
+
+# Keras padding names -> PyTorch padding for a 3x3 kernel at stride 1.
+_PADDING = {"valid": 0, "same": 1}
+
+# Keras BatchNormalization defaults: moving = 0.99 * moving + 0.01 * batch (PyTorch momentum is the weight
+# of the batch statistic, so 1 - 0.99), and epsilon 1e-3 (PyTorch's default is 1e-5).
+_BN_MOMENTUM = 0.01
+_BN_EPS = 1e-3
+
+
+def conv3x3(in_channels: int, out_channels: int, padding: str = "valid") -> nn.Conv2d:
+    """A 3x3 stride-1 convolution with Keras' padding name ("valid" or "same")."""
+    if padding not in _PADDING:
+        raise UsageError(f"unknown padding {padding!r}; use 'valid' or 'same'")
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=_PADDING[padding])
+
+
+def keras_batchnorm2d(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm2d with Keras' BatchNormalization defaults (momentum 0.99, epsilon 1e-3)."""
+    return nn.BatchNorm2d(channels, momentum=_BN_MOMENTUM, eps=_BN_EPS)
+
+
+def keras_batchnorm1d(features: int) -> nn.BatchNorm1d:
+    """BatchNorm1d with Keras' BatchNormalization defaults (momentum 0.99, epsilon 1e-3)."""
+    return nn.BatchNorm1d(features, momentum=_BN_MOMENTUM, eps=_BN_EPS)
+
+
+def flat_features(layers: OrderedDict[str, nn.Module], in_channels: int, image_size: int) -> int:
+    """Number of features per image after `layers` (ending in Flatten), found on one zero image."""
+    stack = nn.Sequential(layers)
+    # Eval mode so BatchNorm does not fold the dummy batch into its running statistics.
+    stack.eval()
+    with torch.no_grad():
+        n = stack(torch.zeros(1, in_channels, image_size, image_size)).shape[1]
+    stack.train()
+    return int(n)
+
+
+@register_model("mlp")
+class MLP(nn.Sequential):
+    """Flatten -> Dense hidden ReLU -> Dense num_classes (seed 004, part 1)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden: int = 128, image_size: int = 28) -> None:
+        super().__init__(
+            OrderedDict(
+                flatten=nn.Flatten(),
+                fc1=nn.Linear(in_channels * image_size * image_size, hidden),
+                relu1=nn.ReLU(),
+                fc2=nn.Linear(hidden, num_classes),
+            )
+        )
+        glorot_uniform_(self)
+
+
+@register_model("baseline")
+class Baseline(nn.Sequential):
+    """Conv 3x3 ReLU -> MaxPool 2 -> Dense 100 ReLU -> Dense num_classes, he_uniform (seed 002)."""
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        filters: int = 32,
+        padding: str = "valid",
+        image_size: int = 28,
+    ) -> None:
+        features = OrderedDict(
+            conv1=conv3x3(in_channels, filters, padding),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            flatten=nn.Flatten(),
+        )
+        n = flat_features(features, in_channels, image_size)
+        super().__init__(OrderedDict(**features, fc1=nn.Linear(n, 100), relu2=nn.ReLU(), fc2=nn.Linear(100, num_classes)))
+        # The seed sets kernel_initializer='he_uniform' on the conv and hidden dense; the output layer keeps
+        # Keras' default glorot_uniform.
+        he_uniform_(self.conv1)
+        he_uniform_(self.fc1)
+        glorot_uniform_(self.fc2)
+
+
+@register_model("seed003")
+class Seed003(nn.Sequential):
+    """Conv 32 -> Pool -> Conv 64 -> Pool -> Dense 128 -> Dropout 0.2 -> Dense num_classes (seed 003)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+        features = OrderedDict(
+            conv1=conv3x3(in_channels, 32),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=conv3x3(32, 64),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            flatten=nn.Flatten(),
+        )
+        n = flat_features(features, in_channels, image_size)
+        super().__init__(
+            OrderedDict(
+                **features,
+                fc1=nn.Linear(n, 128),
+                relu3=nn.ReLU(),
+                drop1=nn.Dropout(0.2),
+                fc2=nn.Linear(128, num_classes),
+            )
+        )
+        glorot_uniform_(self)
+
+
+@register_model("seed004")
+class Seed004(nn.Sequential):
+    """Conv 32 -> Conv 64 -> Pool -> Dropout 0.25 -> Dense num_classes (seed 004)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+        features = OrderedDict(
+            conv1=conv3x3(in_channels, 32),
+            relu1=nn.ReLU(),
+            conv2=conv3x3(32, 64),
+            relu2=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            drop1=nn.Dropout(0.25),
+            flatten=nn.Flatten(),
+        )
+        n = flat_features(features, in_channels, image_size)
+        super().__init__(OrderedDict(**features, fc1=nn.Linear(n, num_classes)))
+        glorot_uniform_(self)
+
+
+@register_model("minivgg")
+class MiniVGG(nn.Sequential):
+    """MiniVGGNet (seeds 000/001): 2 x [(Conv 3x3 same -> ReLU -> BN) x 2 -> Pool -> Dropout], Dense 512 -> BN."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+        # The seed puts BatchNorm after the ReLU, not before it; kept as written.
+        features = OrderedDict(
+            conv1=conv3x3(in_channels, 32, "same"),
+            relu1=nn.ReLU(),
+            bn1=keras_batchnorm2d(32),
+            conv2=conv3x3(32, 32, "same"),
+            relu2=nn.ReLU(),
+            bn2=keras_batchnorm2d(32),
+            pool1=nn.MaxPool2d(2),
+            drop1=nn.Dropout(0.25),
+            conv3=conv3x3(32, 64, "same"),
+            relu3=nn.ReLU(),
+            bn3=keras_batchnorm2d(64),
+            conv4=conv3x3(64, 64, "same"),
+            relu4=nn.ReLU(),
+            bn4=keras_batchnorm2d(64),
+            pool2=nn.MaxPool2d(2),
+            drop2=nn.Dropout(0.25),
+            flatten=nn.Flatten(),
+        )
+        n = flat_features(features, in_channels, image_size)
+        super().__init__(
+            OrderedDict(
+                **features,
+                fc1=nn.Linear(n, 512),
+                relu5=nn.ReLU(),
+                bn5=keras_batchnorm1d(512),
+                drop3=nn.Dropout(0.5),
+                fc2=nn.Linear(512, num_classes),
+            )
+        )
+        glorot_uniform_(self)
