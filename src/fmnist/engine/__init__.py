@@ -1,0 +1,1 @@
+"""The training engine: device placement, schedules, augmentation and the explicit training loop."""

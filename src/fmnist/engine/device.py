@@ -1,0 +1,60 @@
+"""Device, thread and precision choices, made once per run."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from fmnist.errors import UsageError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA when available, else CPU; asking for CUDA without one is a usage error."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for, but PyTorch sees no CUDA device; use --device cpu or auto")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UsageError(f"unknown device {name!r}; use auto, cpu or cuda")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity masks and container limits)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use `threads` intra-op threads (default: every available core); returns the number set."""
+    n = threads or available_cores()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively (CUDA with bf16, or a CPU with AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `precision` (auto|bf16|fp32): None means plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto":
+        return torch.bfloat16 if bf16_supported(device) else None
+    raise UsageError(f"unknown precision {precision!r}; use auto, bf16 or fp32")

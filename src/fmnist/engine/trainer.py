@@ -1,0 +1,197 @@
+"""The training loop: the whole split lives on the device as one tensor and batches are sliced from a
+shuffled index, so there is no per-sample Dataset/DataLoader on the hot path.
+
+Nothing inside a step reads a value back to the host: losses and correct counts are summed on the device
+and read once per progress update (every `progress_every` steps) and once per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmnist.engine.device import resolve_device, resolve_precision, set_threads
+from fmnist.engine.schedules import learning_rate
+from fmnist.models import build_model
+from fmnist.recipes import OptimizerConfig, Recipe
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to run a recipe (not what it is): seed, device, numerics."""
+
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto | bf16 | fp32: autocast dtype for forward/backward
+    channels_last: bool = True
+    threads: int | None = None  # intra-op threads; default every available core
+    eval_batch_size: int = 1024
+    progress_every: int = 50  # steps between progress updates (each one reads the running loss back)
+
+
+@dataclass
+class EpochStats:
+    """One row of history.csv."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    lr: float
+    seconds: float
+
+    def as_dict(self) -> dict:
+        """The row as a dict (keys in history.csv order)."""
+        return dict(self.__dict__)
+
+
+class Callbacks:
+    """Progress hooks; the default does nothing. The CLI passes a Rich progress bar."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def step(self, step: int, loss: float, acc: float) -> None: ...
+
+    def epoch_end(self, stats: EpochStats) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    """The trained model (eval mode, on its device) and what happened."""
+
+    model: nn.Module
+    history: list[EpochStats]
+    seconds: float  # training wall time, validation included
+    device: torch.device
+    precision: str
+    threads: int
+    extras: dict = field(default_factory=dict)
+
+
+def to_device_tensors(
+    images: np.ndarray, labels: np.ndarray, device: torch.device, mean: float, std: float, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 [N,28,28] and int64 [N] arrays -> normalized float32 [N,1,28,28] and int64 [N] on `device`."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    x = x.unsqueeze(1).float().div_(255.0)
+    if mean != 0.0 or std != 1.0:
+        x = x.sub_(mean).div_(std)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(np.ascontiguousarray(labels)).to(device=device, dtype=torch.long)
+    return x, y
+
+
+def make_optimizer(cfg: OptimizerConfig, params, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """The recipe's optimizer; fused/foreach kernels where the device has them."""
+    # foreach batches the per-parameter update into a few kernels; fused goes further on CUDA.
+    kw: dict = {"foreach": True} if device.type == "cpu" else {"fused": True}
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **kw)
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **kw)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **kw)
+    raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """An autocast context for `dtype`, or a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.inference_mode()
+def evaluate_tensors(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024, amp: torch.dtype | None = None
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of `model` on device tensors (model left in eval mode)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for i in range(0, len(x), batch_size):
+        with autocast(x.device, amp):
+            logits = model(x[i : i + batch_size]).float()
+        yb = y[i : i + batch_size]
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    n = max(1, len(x))
+    return loss_sum.item() / n, correct.item() / n
+
+
+def fit(
+    recipe: Recipe,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    options: TrainOptions,
+    num_classes: int,
+    callbacks: Callbacks | None = None,
+) -> TrainResult:
+    """Train `recipe` on uint8 images/labels `train`; validate on `val` after every epoch when given."""
+    cb = callbacks or Callbacks()
+    device = resolve_device(options.device)
+    threads = set_threads(options.threads)
+    amp = resolve_precision(options.precision, device)
+    torch.manual_seed(options.seed)
+    gen = torch.Generator(device="cpu").manual_seed(options.seed)
+
+    model = build_model(recipe.model, in_channels=1, num_classes=num_classes, **recipe.model_args).to(device)
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x, y = to_device_tensors(*train, device, recipe.mean, recipe.std, options.channels_last)
+    xv = yv = None
+    if val is not None and len(val[0]):
+        xv, yv = to_device_tensors(*val, device, recipe.mean, recipe.std, options.channels_last)
+
+    opt = make_optimizer(recipe.optimizer, model.parameters(), recipe.optimizer.lr, device)
+    n, bs = len(x), recipe.batch_size
+    steps_per_epoch = (n + bs - 1) // bs  # Keras keeps the last partial batch; so do we
+    total_steps = steps_per_epoch * recipe.epochs
+    history: list[EpochStats] = []
+    step = 0
+    t_start = time.perf_counter()
+    for epoch in range(1, recipe.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        cb.epoch_start(epoch, recipe.epochs, steps_per_epoch)
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for i in range(steps_per_epoch):
+            idx = perm[i * bs : (i + 1) * bs]
+            xb, yb = x[idx], y[idx]
+            lr = learning_rate(recipe.schedule, recipe.optimizer.lr, step, total_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with autocast(device, amp):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(yb)
+            if (i + 1) % options.progress_every == 0 or i + 1 == steps_per_epoch:
+                cb.step(i + 1, loss_sum.item() / seen, correct.item() / seen)
+        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+        val_loss = val_acc = None
+        if xv is not None:
+            val_loss, val_acc = evaluate_tensors(model, xv, yv, options.eval_batch_size, amp)
+        stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - t0)
+        history.append(stats)
+        cb.epoch_end(stats)
+    model.eval()
+    precision = "fp32" if amp is None else "bf16"
+    return TrainResult(model, history, time.perf_counter() - t_start, device, precision, threads)
