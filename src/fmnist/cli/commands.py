@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # Each module defines `register(app: typer.Typer) -> None`.
-MODULES = ["data", "models"]
+MODULES = ["data", "models", "report"]
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,52 @@
+"""A Rich progress bar per epoch, fed by the trainer's callbacks (always on stderr)."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from fmnist.cli.common import err
+from fmnist.engine.trainer import Callbacks, EpochStats
+
+
+class EpochProgress(Callbacks):
+    """One bar per epoch showing running loss and accuracy; a summary line when the epoch ends."""
+
+    def __init__(self, label: str = "", enabled: bool = True) -> None:
+        self.label = label
+        self.enabled = enabled
+        self.progress: Progress | None = None
+        self.task = None
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        if not self.enabled:
+            return
+        self.progress = Progress(
+            TextColumn(f"{self.label}epoch {epoch}/{epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=steps, stats="")
+
+    def step(self, step: int, loss: float, acc: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, stats=f"loss {loss:.4f} acc {acc * 100:.2f}%")
+
+    def epoch_end(self, stats: EpochStats) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        if not self.enabled:
+            return
+        val = ""
+        if stats.val_acc is not None:
+            val = f"  val loss {stats.val_loss:.4f} acc {stats.val_acc * 100:.2f}%"
+        err.print(
+            f"{self.label}epoch {stats.epoch}: loss {stats.train_loss:.4f} acc {stats.train_acc * 100:.2f}%{val}"
+            f"  lr {stats.lr:.3g}  {stats.seconds:.1f}s"
+        )

@@ -1,0 +1,76 @@
+"""`fmnist train RECIPE`: train, evaluate on the test set, write the run directory and its report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fmnist.cli.common import DataDirOption, DatasetOption, DeviceOption, JsonOption, err, out, print_json, settings
+
+
+def train(
+    ctx: typer.Context,
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see `fmnist models`).")] = "baseline",
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(min=0.0, help="Override the peak learning rate.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, subsets).")] = 0,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only N training images (quick runs).")] = None,
+    val: Annotated[Optional[str], typer.Option("--val", help="Validation protocol: test, holdout or none.")] = None,
+    precision: Annotated[str, typer.Option(help="auto, bf16 or fp32 (auto: bf16 autocast where the hardware has it).")] = "auto",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<recipe>-<timestamp>).")] = None,
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a recipe, evaluate it on the test set, and write a run directory with a report."""
+    import dataclasses
+
+    from fmnist.cli.progress import EpochProgress
+    from fmnist.engine.trainer import TrainOptions
+    from fmnist.recipes import get_recipe
+    from fmnist.runs import RunConfig, train_run
+
+    s = settings(ctx, data_dir, dataset, device)
+    r = get_recipe(recipe)
+    r = r.replace(epochs=epochs, batch_size=batch_size, validation=val)
+    if lr is not None:
+        r = dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=lr))
+    cfg = RunConfig(
+        recipe=r,
+        options=TrainOptions(seed=seed, device=s.device, precision=precision),
+        dataset=s.dataset,
+        data_dir=s.data_dir,
+        limit=limit,
+        out=out_dir,
+    )
+    result = train_run(cfg, callbacks=EpochProgress())
+    m = result.metrics
+    summary = {
+        "run_dir": str(result.run_dir),
+        "recipe": r.name,
+        "test_accuracy": m["test_accuracy"],
+        "test_loss": m["test_loss"],
+        "train_seconds": m["train_seconds"],
+        "epochs": m["epochs"],
+        "device": m["device"],
+        "precision": m["precision"],
+    }
+    if as_json:
+        print_json(summary)
+        return
+    err.print(f"validation: {m['validation_note']}")
+    out.print(
+        f"[bold]{r.name}[/]: test accuracy [bold green]{m['test_accuracy'] * 100:.2f}%[/] (loss {m['test_loss']:.4f}), "
+        f"{m['epochs']} epochs in {m['train_seconds']:.1f}s on {m['device']} ({m['precision']})"
+    )
+    out.print(f"run directory: {result.run_dir}")
+    out.print(f"report: {result.run_dir / 'report.md'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `train`."""
+    app.command("train")(train)
