@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # Each module defines `register(app: typer.Typer) -> None`.
-MODULES = ["data", "models", "report"]
+MODULES = ["data", "models", "train", "evaluate", "predict", "report"]
 
 
 def register(app: typer.Typer) -> None:
