@@ -1,0 +1,137 @@
+"""Inference with a trained model: class probabilities for image arrays and image files, and test-set evaluation.
+
+Everything the model needs besides its weights (normalization, class names, flip test-time augmentation) comes
+from its ModelMeta, so a model file predicts correctly with no other configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmnist.checkpoint import ModelMeta, load_model, resolve_device
+from fmnist.errors import DataError
+from fmnist.imaging import load_images
+
+TOP_K = 3  # alternatives reported per prediction
+
+
+@dataclass
+class Prediction:
+    """The predicted class of one image file, with the top alternatives as (index, name, probability)."""
+
+    path: str
+    index: int
+    name: str
+    probability: float
+    top: list[tuple[int, str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (top as a list of {index, name, probability})."""
+        return {"path": self.path, "index": self.index, "name": self.name, "probability": self.probability,
+                "top": [{"index": i, "name": n, "probability": p} for i, n, p in self.top]}
+
+
+def normalize(images: torch.Tensor, mean: float, std: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images [N, H, W] -> model input [N, 1, H, W]: (pixel / 255 - mean) / std."""
+    return ((images.to(dtype) / 255.0 - mean) / std).unsqueeze(1)
+
+
+class Predictor:
+    """A model plus its meta: normalizes uint8 images, runs the model without gradients, returns probabilities."""
+
+    def __init__(self, model: nn.Module, meta: ModelMeta, device: str | torch.device | None = None) -> None:
+        # device None: run where the model already is (e.g. the trainer's model on the GPU), moving nothing.
+        if device is None:
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.meta = meta
+        self.classes = list(meta.classes)
+        self.tta_flip = meta.tta_flip
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Predictor":
+        """Load a model file (or a run directory holding model.safetensors) for prediction."""
+        model, meta = load_model(path, device)
+        return cls(model, meta, device)
+
+    def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Logits float32 [N, K] for uint8 images [N, 28, 28]; with tta_flip, the mean over image and mirror."""
+        images = self._check_images(images)
+        was_training = self.model.training
+        self.model.eval()  # dropout off, batch norm on running statistics; the caller's mode is restored below
+        out = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(images), batch_size):
+                    batch = torch.from_numpy(images[start : start + batch_size]).to(self.device)
+                    x = normalize(batch, self.meta.mean, self.meta.std)
+                    logits = self.model(x).float()
+                    if self.tta_flip:
+                        logits = (logits + self.model(torch.flip(x, dims=[-1])).float()) / 2
+                    out.append(logits.cpu())
+        finally:
+            self.model.train(was_training)
+        if not out:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return torch.cat(out).numpy()
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities float32 [N, K] (rows sum to 1) for uint8 images [N, 28, 28]."""
+        logits = torch.from_numpy(self.predict_logits(images, batch_size))
+        return torch.softmax(logits, dim=1).numpy()
+
+    def predict_files(self, paths: Sequence[str | os.PathLike], mode: str = "dataset") -> list[Prediction]:
+        """The predicted class of each image file, preprocessed with `mode` (see fmnist.imaging)."""
+        probs = self.predict_proba(load_images(paths, mode))
+        k = min(TOP_K, len(self.classes))
+        predictions = []
+        for path, p in zip(paths, probs):
+            order = np.argsort(-p, kind="stable")[:k]  # ties keep the lower class index first
+            top = [(int(i), self.classes[i], float(p[i])) for i in order]
+            index, name, probability = top[0]
+            predictions.append(Prediction(str(Path(path)), index, name, probability, top))
+        return predictions
+
+    def _check_images(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        h, w = self.meta.input_size
+        if images.ndim != 3 or images.shape[1:] != (h, w) or images.dtype != np.uint8:
+            raise DataError(f"images must be uint8 [N, {h}, {w}] to fit this model, got {images.dtype} "
+                            f"{list(images.shape)}; use a dataset of {h}x{w} grayscale images")
+        return np.ascontiguousarray(images)
+
+
+def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict[str, Any]:
+    """Accuracy, mean cross-entropy, predicted labels [N] and probabilities [N, K] of `predictor` on a labelled set.
+
+    Deterministic on CPU for a given batch size, so evaluating a saved model reproduces the accuracy recorded
+    at training time when training evaluated through this same function.
+    """
+    labels = np.asarray(labels)
+    k = len(predictor.classes)
+    if labels.shape != (len(images),):
+        raise DataError(f"{len(images)} images but labels of shape {list(labels.shape)}; the dataset files do not match")
+    if len(labels) == 0:
+        raise DataError("no images to evaluate on; the dataset is empty")
+    if labels.min() < 0 or labels.max() >= k:
+        raise DataError(f"labels range over {int(labels.min())}..{int(labels.max())} but the model knows {k} classes; "
+                        "evaluate on the dataset the model was trained for")
+    logits = torch.from_numpy(predictor.predict_logits(images, batch_size))
+    target = torch.from_numpy(labels.astype(np.int64))
+    y_pred = logits.argmax(dim=1)
+    return {
+        "accuracy": float((y_pred == target).double().mean()),
+        "loss": float(F.cross_entropy(logits, target)),
+        "y_pred": y_pred.numpy(),
+        "y_prob": torch.softmax(logits, dim=1).numpy(),
+    }
