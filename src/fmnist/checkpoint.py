@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from fmnist import __version__
+from fmnist.engine.device import resolve_device
 from fmnist.errors import DataError, UsageError
 from fmnist.fileio import atomic_path
 from fmnist.models import build_model, list_models
@@ -159,19 +160,6 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise DataError(f"model file {path} is not a regular file; pass a .safetensors model file")
     return path
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """`auto` -> CUDA when available else CPU; a CUDA device without CUDA is a UsageError."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {device!r} requested but no CUDA device is available; use --device cpu")
-    return dev
 
 
 def _read(path: Path, with_tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

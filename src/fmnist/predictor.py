@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmnist.checkpoint import ModelMeta, load_model, resolve_device
+from fmnist.checkpoint import ModelMeta, load_model
+from fmnist.engine.device import resolve_device
 from fmnist.errors import DataError
 from fmnist.imaging import load_images
 

@@ -127,17 +127,7 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
 
     result = fit(recipe, train, val, cfg.options, num_classes=len(ds.classes), callbacks=callbacks)
 
-    meta = ModelMeta(
-        model=recipe.model,
-        model_args={"in_channels": 1, "num_classes": len(ds.classes), **recipe.model_args},
-        classes=list(ds.classes),
-        mean=recipe.mean,
-        std=recipe.std,
-        recipe=recipe.to_dict(),
-        metrics={},
-        dataset=ds.name,
-        dataset_checksum=ds.checksum,
-    )
+    meta = ModelMeta.for_recipe(recipe, list(ds.classes), dataset=ds.name, dataset_checksum=ds.checksum)
     # The test figures come from the same code path as `fmnist evaluate` (fp32, eval mode), so evaluating
     # the saved file later reproduces them exactly.
     predictor = Predictor(result.model, meta, device=result.device)

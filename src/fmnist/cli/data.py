@@ -1,7 +1,109 @@
-"""`fmnist data ...` (placeholder until the data layer lands)."""
+"""`fmnist data fetch|info|show`: get and verify the dataset, describe it, draw samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
+
+from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, out, print_json, settings
+from fmnist.errors import UsageError
+
+if TYPE_CHECKING:
+    from fmnist.data import Dataset
+
+data_app = typer.Typer(help="Get, verify, describe and view the dataset.", no_args_is_help=True)
+
+_SOURCES = {
+    "data-dir": "the data directory",
+    "cache": "the cache",
+    "system": "the system copy",
+    "download": "a download into the cache",
+}
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    """Attach `fmnist data ...`."""
+    app.add_typer(data_app, name="data")
+
+
+@data_app.command()
+def fetch(ctx: typer.Context, data_dir: DataDirOption = None, dataset: DatasetOption = None, as_json: JsonOption = False) -> None:
+    """Get the dataset (downloading it if no copy is found), verify it and say where it came from."""
+    ds = _load(ctx, data_dir, dataset, download=True)
+    if as_json:
+        print_json(ds.summary())
+        return
+    out.print(f"{_title(ds)}: {len(ds.train)} training and {len(ds.test)} test images")
+    out.print(f"source: {_SOURCES[ds.source]}, {ds.source_dir}")
+    out.print(_verified(ds))
+
+
+@data_app.command()
+def info(ctx: typer.Context, data_dir: DataDirOption = None, dataset: DatasetOption = None, as_json: JsonOption = False) -> None:
+    """Source, verification, shapes and images per class of each split (never downloads: see `fetch`)."""
+    ds = _load(ctx, data_dir, dataset, download=False)
+    if as_json:
+        print_json(ds.summary())
+        return
+    h, w = ds.train.images.shape[1:]
+    out.print(_title(ds))
+    out.print(f"source: {_SOURCES[ds.source]}, {ds.source_dir}")
+    out.print(_verified(ds))
+    out.print(f"images: {h}x{w} uint8; train {len(ds.train)}, test {len(ds.test)}")
+    table = Table("label", "class", "train", "test")
+    for label, (name, n_train, n_test) in enumerate(zip(ds.classes, ds.train.class_counts(), ds.test.class_counts())):
+        table.add_row(str(label), name, str(n_train), str(n_test))
+    table.add_row("", "all", str(len(ds.train)), str(len(ds.test)), style="bold")
+    out.print(table)
+
+
+@data_app.command()
+def show(
+    ctx: typer.Context,
+    split: Annotated[str, typer.Option("--split", help="train or test.")] = "train",
+    n: Annotated[int, typer.Option("--n", min=1, max=400, help="How many images, from the first.")] = 25,
+    output: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("samples.png"),
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Draw the first N images of a split in a labelled grid, as the seeds do."""
+    from fmnist.data import SPLIT_FILES
+    from fmnist.plots.samples import plot_sample_grid
+
+    if split not in SPLIT_FILES:
+        raise UsageError(f"--split must be train or test, not {split!r}")
+    ds = _load(ctx, data_dir, dataset, download=True)
+    data = ds.split(split)
+    if n > len(data):
+        raise UsageError(f"--n {n}: the {split} split holds only {len(data)} images")
+    path = plot_sample_grid(data.images[:n], data.labels[:n], ds.classes, output, title=f"{_title(ds)} {split}: first {n}")
+    if as_json:
+        print_json({"dataset": ds.name, "split": split, "n": n, "path": str(path)})
+    else:
+        out.print(f"wrote {path} ({n} {split} images)")
+
+
+def _load(ctx: typer.Context, data_dir: Path | None, dataset: str | None, download: bool) -> Dataset:
+    from fmnist.data import load_dataset  # imported here: numpy stays out of `fmnist --help`
+
+    s = settings(ctx, data_dir=data_dir, dataset=dataset)
+    return load_dataset(s.dataset, data_dir=s.data_dir, download=download, progress=True)
+
+
+def _title(ds: Dataset) -> str:
+    from fmnist.data import DATASETS
+
+    spec = DATASETS.get(ds.name)
+    return f"{spec.title} ({ds.name})" if spec else ds.name
+
+
+def _verified(ds: Dataset) -> str:
+    if ds.verified:
+        verdict = "verified: yes, every file matches its published checksum"
+    else:
+        verdict = "verified: no, no published checksum covers these files (their structure was checked)"
+    return f"{verdict}\nchecksum: {ds.checksum}"

@@ -9,8 +9,10 @@ import torch
 from fmnist.errors import UsageError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """`auto` picks CUDA when available, else CPU; asking for CUDA without one is a usage error."""
+    if isinstance(name, torch.device):
+        name = str(name)
     name = (name or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

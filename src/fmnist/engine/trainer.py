@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +19,7 @@ from torch import nn
 from fmnist.engine.device import resolve_device, resolve_precision, set_threads
 from fmnist.engine.schedules import learning_rate
 from fmnist.models import build_model
+from fmnist.predictor import normalize
 from fmnist.recipes import OptimizerConfig, Recipe
 
 
@@ -80,10 +80,8 @@ def to_device_tensors(
     images: np.ndarray, labels: np.ndarray, device: torch.device, mean: float, std: float, channels_last: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [N,28,28] and int64 [N] arrays -> normalized float32 [N,1,28,28] and int64 [N] on `device`."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    x = x.unsqueeze(1).float().div_(255.0)
-    if mean != 0.0 or std != 1.0:
-        x = x.sub_(mean).div_(std)
+    # The same normalization as inference (fmnist.predictor.normalize), so a saved model sees what it saw.
+    x = normalize(torch.from_numpy(np.ascontiguousarray(images)).to(device), mean, std)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(np.ascontiguousarray(labels)).to(device=device, dtype=torch.long)
