@@ -142,8 +142,10 @@ def _headline(run: Run) -> list[str]:
     rows.append(("dataset", f"{m.get('dataset') or options.get('dataset', NONE)}"
                             + (f" (source: {options['data_source']})" if options.get("data_source") else "")))
     if options.get("limit"):
-        rows.append(("training images", f"first {options['limit']} only (`--limit`): not comparable with the seed"))
-    rows.append(("device, seed", f"{options.get('device', NONE)}, seed {options.get('seed', NONE)}"))
+        rows.append(("training images", f"a random {options['limit']} only (`--limit`): not comparable with the seed"))
+    device = m.get("device") or options.get("device", NONE)
+    numerics = f" ({m['precision']}, {m['threads']} threads)" if m.get("precision") and m.get("threads") else ""
+    rows.append(("device, seed", f"{device}{numerics}, seed {options.get('seed', NONE)}"))
     return ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
 
 

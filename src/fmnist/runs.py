@@ -35,13 +35,12 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         """JSON-ready form of the config."""
-        return {
-            "recipe": self.recipe.to_dict(),
-            "options": dataclasses.asdict(self.options),
+        options = dataclasses.asdict(self.options) | {
             "dataset": self.dataset,
             "data_dir": str(self.data_dir) if self.data_dir else None,
             "limit": self.limit,
         }
+        return {"recipe": self.recipe.to_dict(), "options": options}
 
 
 @dataclass
@@ -122,7 +121,10 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
 
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(recipe.name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = cfg.to_dict() | {"data_source": ds.source, "fmnist_version": __version__, "train_images": len(train[1])}
+    config = cfg.to_dict()
+    config["options"] |= {"data_source": ds.source, "train_images": len(train[1])}
+    config["fmnist_version"] = __version__
+    config["created"] = time.strftime("%Y-%m-%d %H:%M:%S")
     write_json(run_dir / "config.json", config)
 
     result = fit(recipe, train, val, cfg.options, num_classes=len(ds.classes), callbacks=callbacks)
