@@ -54,7 +54,7 @@ def info(ctx: typer.Context, data_dir: DataDirOption = None, dataset: DatasetOpt
     out.print(_verified(ds))
     out.print(f"images: {h}x{w} uint8; train {len(ds.train)}, test {len(ds.test)}")
     table = Table("label", "class", "train", "test")
-    for label, (name, n_train, n_test) in enumerate(zip(ds.classes, ds.train.class_counts(), ds.test.class_counts())):
+    for label, (name, n_train, n_test) in enumerate(zip(ds.classes, ds.train.class_counts(), ds.test.class_counts(), strict=True)):
         table.add_row(str(label), name, str(n_train), str(n_test))
     table.add_row("", "all", str(len(ds.train)), str(len(ds.test)), style="bold")
     out.print(table)

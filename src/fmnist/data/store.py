@@ -229,10 +229,10 @@ def _load_files(spec: DatasetSpec, location: _Location, fnames: tuple[str, ...])
                 array = read_idx(path)
                 decoded = True
         except IdxError as e:
-            raise DataError(f"{e.path}: {e.problem}. Fix: {_fix(spec, location)}") from None
+            raise DataError(f"{e.path}: {e.problem}. Fix: {_fix(spec, location)}.") from None
         problem = spec.mismatch(fname, digest)
         if problem:
-            raise DataError(f"{path}: {problem}. Fix: {_fix(spec, location, mismatch=True)}")
+            raise DataError(f"{path}: {problem}. Fix: {_fix(spec, location, mismatch=True)}.")
         _check_kind(fname, path, array, _fix(spec, location))
         files[fname] = _File(path, key, array, digest, spec.verifies(fname, digest), hashed, decoded)
     return files
@@ -245,11 +245,11 @@ def _check_kind(fname: str, path: Path, array: np.ndarray, fix: str) -> None:
     if array.ndim != want_ndim:
         raise DataError(
             f"{path}: wrong magic number: it is an IDX file of {array.ndim} dimensions (0x0000080{array.ndim}), "
-            f"but {kind} files are 0x0000080{want_ndim}. Fix: {fix}"
+            f"but {kind} files are 0x0000080{want_ndim}. Fix: {fix}."
         )
     if is_images and array.shape[1:] != IMAGE_SHAPE:
         h, w = array.shape[1:]
-        raise DataError(f"{path}: wrong dimensions: its images are {h}x{w}, MNIST-format images are 28x28. Fix: {fix}")
+        raise DataError(f"{path}: wrong dimensions: its images are {h}x{w}, MNIST-format images are 28x28. Fix: {fix}.")
 
 
 def _split(spec: DatasetSpec, location: _Location, files: dict[str, _File], split: str, classes: tuple[str, ...]) -> Split:
@@ -259,14 +259,14 @@ def _split(spec: DatasetSpec, location: _Location, files: dict[str, _File], spli
     if len(images.array) != len(labels.array):
         raise DataError(
             f"{images.path} holds {len(images.array)} images but {labels.path} holds {len(labels.array)} labels; "
-            f"each image needs one label. Fix: {fix}"
+            f"each image needs one label. Fix: {fix}."
         )
     top = int(labels.array.max()) if labels.array.size else -1
     if top >= len(classes):
         if spec.custom:
             fix = f"list the {top + 1} or more class names, one per line, in {location.directory / CLASSES_FILE}, or {fix}"
         raise DataError(
-            f"{labels.path}: label {top} out of range: {spec.title} has {len(classes)} classes, labels 0..{len(classes) - 1}. Fix: {fix}"
+            f"{labels.path}: label {top} out of range: {spec.title} has {len(classes)} classes, labels 0..{len(classes) - 1}. Fix: {fix}."
         )
     return Split(images.array, labels.array.astype(np.int64), classes)
 
