@@ -11,7 +11,7 @@ from PIL import Image
 from fmnist.checkpoint import save_model
 from fmnist.errors import DataError
 from fmnist.predictor import Predictor, evaluate, normalize
-from test_checkpoint import CLASSES, tiny_meta, tiny_model  # the "test-tiny" model, registered there
+from tests.test_checkpoint import CLASSES, tiny_meta, tiny_model  # the "test-tiny" model, registered there
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:
