@@ -67,7 +67,8 @@ class Recipe:
     batch_size: int = 32
     label_smoothing: float = 0.0
     augment: AugmentConfig = AugmentConfig()
-    ema_decay: float = 0.0  # 0 disables the weight EMA
+    ema_decay: float = 0.0  # per-step decay of the weight EMA; 0 disables it
+    drop_last: bool = False  # drop the last partial batch (Keras keeps it; fixed shapes suit torch.compile)
     tta_flip: bool = False  # average logits over the image and its mirror at evaluation
     # Input normalization: x = (pixel / 255 - mean) / std. The seeds scale to [0, 1] only.
     mean: float = 0.0

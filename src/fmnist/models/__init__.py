@@ -48,4 +48,4 @@ def list_models() -> list[str]:
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_model decorators.
-    from fmnist.models import seeds  # noqa: F401
+    from fmnist.models import resnet, seeds  # noqa: F401
