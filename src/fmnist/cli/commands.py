@@ -7,7 +7,7 @@ import importlib
 import typer
 
 # Each module defines `register(app: typer.Typer) -> None`.
-MODULES = ["data", "models", "train", "evaluate", "predict", "report"]
+MODULES = ["data", "models", "train", "evaluate", "predict", "report", "cv"]
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,120 @@
+"""`fmnist cv RECIPE [RECIPE...]`: K-fold cross-validation of recipes on the same folds, and their comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fmnist.cli.common import (
+    DataDirOption,
+    DatasetOption,
+    DeviceOption,
+    JsonOption,
+    err,
+    out,
+    print_json,
+    settings,
+)
+
+
+def cv(
+    ctx: typer.Context,
+    recipes: Annotated[list[str], typer.Argument(help="Recipe names (see `fmnist models`); the first is the reference.", show_default=False)],
+    folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per repeat (K).")] = 5,
+    seed: Annotated[int, typer.Option(min=0, help="Shuffle seed; 1 gives the seed's KFold(5, shuffle=True, random_state=1).")] = 1,
+    stratified: Annotated[bool, typer.Option("--stratified", help="Keep each class's share in every fold.")] = False,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeated K-fold: repeat r shuffles with seed + r - 1.")] = 1,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Override every recipe's epochs.")] = None,
+    limit: Annotated[int | None, typer.Option(min=2, help="Fold only a seeded subset of N training images (quick runs).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory; rerun with the same one to resume (default runs/cv-<recipes>).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Folds trained at once (parallel processes, or Ray tasks).")] = 1,
+    threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads per fold (default: available cores / jobs).")] = None,
+    precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
+    ray: Annotated[bool, typer.Option("--ray", help="Run folds as tasks on a local Ray instance (started or joined).")] = False,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Run folds on the Ray cluster at ADDR.", show_default=False)] = None,
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
+    device: DeviceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cross-validate recipes on the same folds: fold scores, mean/std/CI, paired tests, figures and report.md.
+
+    With --json, stdout carries cv.json's content without the per-epoch histories (those stay in cv.json).
+    """
+    from rich.markup import escape
+
+    from fmnist.cv.folds import Fold
+    from fmnist.cv.runner import (
+        CVConfig,
+        CVData,
+        CVProgress,
+        FoldResult,
+        FoldTask,
+        import_ray,
+        run_cv,
+    )
+    from fmnist.data import load_dataset
+    from fmnist.recipes import get_recipe
+
+    s = settings(ctx, data_dir, dataset, device)
+    chosen = tuple(get_recipe(name).replace(epochs=epochs) for name in recipes)
+    if ray or ray_address:
+        import_ray()  # fail before loading data or training anything
+    config = CVConfig(
+        recipes=chosen,
+        out=out_dir or Path("runs") / ("cv-" + "+".join(recipes)),
+        folds=folds,
+        seed=seed,
+        stratified=stratified,
+        repeats=repeats,
+        limit=limit,
+        jobs=jobs,
+        threads=threads,
+        device=s.device,
+        precision=precision,
+        ray=ray,
+        ray_address=ray_address,
+    )
+    # Fold lines are results: stdout normally, stderr when stdout is reserved for the JSON document.
+    lines = err if as_json else out
+
+    class Printer(CVProgress):
+        def start(self, pending: int, reused: int, executor: str, threads: int) -> None:
+            workers = min(jobs, pending)
+            where = {
+                "sequential": "in this process",
+                "processes": f"in {workers} process{'es' if workers != 1 else ''}",
+                "ray": "as Ray tasks",
+            }[executor]
+            err.print(f"{pending} folds to train {where} ({threads} thread(s) each), {reused} read back from {config.out}")
+
+        def note(self, message: str) -> None:
+            err.print(f"note: {message}", markup=False)
+
+        def fold_callbacks(self, task: FoldTask):
+            from fmnist.cli.progress import EpochProgress
+
+            return EpochProgress(label=f"{task.label} ", enabled=not as_json)
+
+        def fold_done(self, result: FoldResult, fold: Fold) -> None:
+            how = "read back" if result.reused else f"{result.seconds:.1f} s"
+            lines.print(f"{result.recipe} {fold.label}: {result.score * 100:.2f}% ({how})", markup=False)
+
+    result = run_cv(config, CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir)), Printer())
+    if as_json:
+        print_json(result.to_dict(histories=False))
+        return
+    for name, summary in result.summaries.items():
+        ci = "" if summary.n < 2 else f"95% CI {summary.ci_low * 100:.2f}–{summary.ci_high * 100:.2f}, "
+        std = "" if summary.n < 2 else f" ± {summary.std * 100:.2f}"
+        out.print(f"[bold]{escape(name)}[/]: {summary.mean * 100:.2f}%{std} ({ci}{summary.n} folds)")
+    for comparison in result.comparisons:
+        out.print(comparison.sentence, markup=False)
+    out.print(f"report: {result.out / 'report.md'}", markup=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `cv`."""
+    app.command("cv")(cv)

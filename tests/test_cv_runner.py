@@ -1,0 +1,218 @@
+"""Cross-validation runs on tiny generated data: same folds for every recipe, outputs, resume, executors, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fmnist.cv.folds import make_folds
+from fmnist.cv.runner import CVConfig, CVData, CVProgress, FoldTask, fold_path, run_cv
+from fmnist.engine.trainer import Callbacks
+from fmnist.recipes import get_recipe
+
+CLASSES = 4
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny_data(n: int = 200, seed: int = 0) -> CVData:
+    """n noisy 28x28 images; class c brightens rows 5c..5c+4, faintly enough that 1 epoch is far from perfect."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % CLASSES).astype(np.int64)
+    images = rng.integers(0, 200, size=(n, 28, 28)).astype(np.int64)
+    for c in range(CLASSES):
+        images[labels == c, 5 * c : 5 * c + 5, :] += 40
+    return CVData(np.clip(images, 0, 255).astype(np.uint8), labels, CLASSES, name="tiny", checksum="tiny-v1")
+
+
+def tiny_recipes(epochs: int = 1):
+    return (get_recipe("mlp").replace(epochs=epochs), get_recipe("baseline").replace(epochs=epochs))
+
+
+def config(out: Path, **kw) -> CVConfig:
+    base = {"recipes": tiny_recipes(), "out": out, "threads": 1, "precision": "fp32", "device": "cpu"}
+    return CVConfig(**(base | kw))
+
+
+class Recorder(CVProgress):
+    def __init__(self, stop_at: tuple[str, int] | None = None):
+        self.done: list[tuple[str, str, bool]] = []
+        self.notes: list[str] = []
+        self.stop_at = stop_at
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+    def fold_done(self, result, fold) -> None:
+        self.done.append((result.recipe, fold.label, result.reused))
+
+    def fold_callbacks(self, task: FoldTask):
+        if self.stop_at == (task.recipe.name, task.fold.index):
+            return Interrupt()
+        return None
+
+
+class Interrupt(Callbacks):
+    """Stops training in the middle of a fold, as Ctrl-C would."""
+
+    def step(self, step: int, loss: float, acc: float) -> None:
+        raise KeyboardInterrupt
+
+
+def _without_seconds(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_every_recipe_on_the_same_folds_and_all_outputs(tmp_path):
+    progress = Recorder()
+    cv = run_cv(config(tmp_path), tiny_data(), progress)
+    assert (cv.trained, cv.reused, cv.executor) == (10, 0, "sequential")
+    assert progress.done[0] == ("mlp", "fold 1/5", False) and len(progress.done) == 10
+    saved = json.loads((tmp_path / "cv.json").read_text())
+    fps = {name: [f["fingerprint"] for f in rec["folds"]] for name, rec in saved["recipes"].items()}
+    assert fps["mlp"] == fps["baseline"] == [f["fingerprint"] for f in saved["folds"]]
+    assert len(set(fps["mlp"])) == 5
+    for name, rec in saved["recipes"].items():
+        assert rec["scores"] == [f["score"] for f in rec["folds"]] == cv.scores()[name]
+        assert all(0.0 <= s <= 1.0 for s in rec["scores"])
+        assert all(f["score"] == f["history"][-1]["val_acc"] for f in rec["folds"])  # the fold score is the last epoch's
+        assert rec["summary"]["n"] == 5 and rec["summary"]["mean"] == pytest.approx(np.mean(rec["scores"]))
+        assert all(f["held_out_size"] == 40 and f["train_size"] == 160 for f in rec["folds"])
+    # Each fold's training seed is shared by the recipes (depends on the fold only).
+    assert [f["seed"] for f in saved["recipes"]["mlp"]["folds"]] == [f["seed"] for f in saved["recipes"]["baseline"]["folds"]]
+    assert len(saved["comparisons"]) == 1 and saved["comparisons"][0]["a"] == "baseline"
+    assert saved["comparisons"][0]["sentence"].startswith("`baseline` vs `mlp`: ")
+    for fig in ("boxplot.png", "curves-mlp.png", "curves-baseline.png"):
+        assert (tmp_path / fig).read_bytes()[:8] == PNG
+    report = (tmp_path / "report.md").read_text()
+    assert "| fold | held-out images | mlp | baseline |" in report
+    assert "| r1-f5 | 40 |" in report
+    assert "![Box plot of the fold scores](boxplot.png)" in report and "(curves-baseline.png)" in report
+    assert saved["comparisons"][0]["sentence"] in report
+    for f in range(1, 6):
+        assert (tmp_path / "folds" / "baseline" / f"r1-f{f}.json").is_file()
+
+
+def test_resume_reads_finished_folds_back(tmp_path):
+    data = tiny_data()
+    first = run_cv(config(tmp_path), data)
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "folds").rglob("*.json")}
+    progress = Recorder()
+    again = run_cv(config(tmp_path), data, progress)
+    assert (again.trained, again.reused) == (0, 10)
+    assert all(reused for _, _, reused in progress.done)
+    assert again.scores() == first.scores()
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "folds").rglob("*.json")} == stamps  # nothing rewritten
+    # Other settings are not read back: more epochs retrains every fold and says why.
+    progress = Recorder()
+    more = run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data, progress)
+    assert (more.trained, more.reused) == (10, 0)
+    assert "made with a different recipe" in progress.notes[0]
+    assert all(len(f.history) == 2 for rs in more.results.values() for f in rs)
+
+
+def test_folds_of_other_data_are_not_read_back(tmp_path):
+    kw = {"recipes": tiny_recipes()[:1], "folds": 2}
+    a, b = (dataclasses.replace(tiny_data(60, seed=s), checksum="") for s in (0, 1))  # in memory: hashed
+    run_cv(config(tmp_path, **kw), a)
+    progress = Recorder()
+    cv = run_cv(config(tmp_path, **kw), b, progress)
+    assert cv.trained == 2 and cv.data["checksum"].startswith("arrays-")
+    assert all("made with different data" in n for n in progress.notes) and len(progress.notes) == 2
+
+
+def test_interrupted_and_broken_folds_are_redone(tmp_path):
+    data = tiny_data()
+    with pytest.raises(KeyboardInterrupt):
+        run_cv(config(tmp_path), data, Recorder(stop_at=("mlp", 3)))
+    files = sorted(p.name for p in (tmp_path / "folds" / "mlp").iterdir())
+    assert files == ["r1-f1.json", "r1-f2.json"]  # the interrupted fold left nothing, not even a temp file
+    assert not (tmp_path / "cv.json").exists()
+
+    # A half-written fold file (as a crash of some other writer would leave) and a stale temp file.
+    broken = fold_path(tmp_path, "mlp", make_folds(data.labels)[0])
+    broken.write_text(broken.read_text()[:100])
+    stale = tmp_path / "folds" / "mlp" / ".r1-f3.json.abc123.tmp"
+    stale.write_text("{")
+    progress = Recorder()
+    cv = run_cv(config(tmp_path), data, progress)
+    assert (cv.trained, cv.reused) == (9, 1)  # only mlp fold 2 was finished and intact
+    assert [label for name, label, reused in progress.done if reused] == ["fold 2/5"]
+    assert any("r1-f1.json: unreadable" in n for n in progress.notes)
+    assert not stale.exists()
+    assert json.loads(broken.read_text())["score"] == cv.results["mlp"][0].score
+
+
+def test_limit_folds_a_seeded_subset(tmp_path):
+    cv = run_cv(config(tmp_path, recipes=tiny_recipes()[:1], limit=100, folds=4), tiny_data())
+    assert cv.data["images"] == 100 and cv.data["limit"] == 100
+    assert [f.held_out_size for f in cv.results["mlp"]] == [25] * 4
+    assert cv.comparisons == []
+    assert "## Comparisons" not in (tmp_path / "report.md").read_text()
+
+
+def test_repeated_stratified_cv_uses_the_corrected_test(tmp_path):
+    cv = run_cv(config(tmp_path, folds=2, repeats=2, stratified=True), tiny_data(80))
+    assert [f.key for f in cv.folds] == ["r1-f1", "r1-f2", "r2-f1", "r2-f2"]
+    assert cv.comparisons[0].corrected is not None
+    assert cv.comparisons[0].as_dict()["test"] == "corrected resampled t-test"
+    report = (tmp_path / "report.md").read_text()
+    assert "stratified 2-fold CV × 2 (shuffled, seeds 1–2)" in report and "| r2-f2 |" in report
+
+
+def test_duplicate_recipes_are_a_usage_error(tmp_path):
+    from fmnist.errors import UsageError
+
+    with pytest.raises(UsageError, match="given twice"):
+        run_cv(config(tmp_path, recipes=tiny_recipes()[:1] * 2), tiny_data())
+
+
+def test_process_pool_gives_the_sequential_scores(tmp_path):
+    data = tiny_data(120)
+    kw = {"recipes": tiny_recipes()[:1], "folds": 3}
+    sequential = run_cv(config(tmp_path / "seq", **kw), data)
+    parallel = run_cv(config(tmp_path / "par", jobs=2, **kw), data)
+    assert (sequential.executor, parallel.executor) == ("sequential", "processes")
+    assert parallel.scores() == sequential.scores()
+    for a, b in zip(sequential.results["mlp"], parallel.results["mlp"]):
+        assert _without_seconds(a.history) == _without_seconds(b.history)
+
+
+def write_idx_dataset(directory: Path, data: CVData) -> Path:
+    from fmnist.data import Split, write_dataset
+
+    classes = tuple(f"class{i}" for i in range(CLASSES))
+    train = Split(data.images, data.labels, classes)
+    test = Split(data.images[:20], data.labels[:20], classes)
+    return write_dataset(directory, train, test)
+
+
+def test_cli_cv_prints_folds_summaries_and_comparison(cli, tmp_path):
+    data_dir = write_idx_dataset(tmp_path / "data", tiny_data(100))
+    args = ["cv", "mlp", "baseline", "--epochs", "1", "--folds", "3", "--threads", "1", "--precision", "fp32",
+            "--dataset", "idx", "--data-dir", data_dir, "--out", tmp_path / "cv", "--device", "cpu"]
+    r = cli(*args)
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("mlp fold 1/3: ") and lines[0].endswith(" s)")
+    assert any(line.startswith("baseline fold 3/3: ") for line in lines)
+    summary = next(line for line in lines if line.startswith("mlp: "))
+    assert "% ± " in summary and "(95% CI " in summary and summary.endswith("3 folds)")
+    assert any(line.startswith("`baseline` vs `mlp`: ") and "(p " in line for line in lines)
+    assert (tmp_path / "cv" / "report.md").is_file()
+
+    r = cli(*args, "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)  # exactly one JSON document on stdout
+    assert doc["reused"] == 6 and doc["trained"] == 0
+    assert set(doc["recipes"]) == {"mlp", "baseline"}
+    assert "history" not in doc["recipes"]["mlp"]["folds"][0]
+    assert "mlp fold 1/3: " in r.stderr and "(read back)" in r.stderr
+
+
+def test_cli_cv_unknown_recipe_is_a_usage_error(cli, tmp_path):
+    r = cli("cv", "nope", "--out", tmp_path)
+    assert r.exit_code == 2 and "unknown recipe 'nope'" in r.stderr
