@@ -4,7 +4,8 @@ Each model is an nn.Sequential of named layers (conv1, pool1, fc1, ...) so summa
 `model.summary()`. Every model maps [N, in_channels, H, W] floats to logits [N, num_classes]: the seeds'
 final softmax is folded into the cross-entropy loss. The flatten size is computed from `image_size`
 (28 for the MNIST family), never hard-coded. One difference from Keras that does not matter when training
-from scratch: Flatten reads PyTorch's [C, H, W] order where Keras reads [H, W, C].
+from scratch: nothing. Flatten reads the features in Keras' [H, W, C] order (`KerasFlatten`), which is also the
+order channels-last tensors already have in memory, so flattening them costs no copy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ _PADDING = {"valid": 0, "same": 1}
 # of the batch statistic, so 1 - 0.99), and epsilon 1e-3 (PyTorch's default is 1e-5).
 _BN_MOMENTUM = 0.01
 _BN_EPS = 1e-3
+
+
+class KerasFlatten(nn.Module):
+    """Flatten [N, C, H, W] to [N, H*W*C] in Keras' channels-last order.
+
+    For channels-last tensors the permute is a view of memory that is already in this order, so the flatten
+    is free in the forward pass and its gradient needs no layout conversion in the backward pass (PyTorch's
+    nn.Flatten forces an NCHW copy there, which cost ~20% of a `baseline` training step on CPU).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)
 
 
 def conv3x3(in_channels: int, out_channels: int, padding: str = "valid") -> nn.Conv2d:
@@ -62,7 +75,7 @@ class MLP(nn.Sequential):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, hidden: int = 128, image_size: int = 28) -> None:
         super().__init__(
             OrderedDict(
-                flatten=nn.Flatten(),
+                flatten=KerasFlatten(),
                 fc1=nn.Linear(in_channels * image_size * image_size, hidden),
                 relu1=nn.ReLU(),
                 fc2=nn.Linear(hidden, num_classes),
@@ -87,7 +100,7 @@ class Baseline(nn.Sequential):
             conv1=conv3x3(in_channels, filters, padding),
             relu1=nn.ReLU(),
             pool1=nn.MaxPool2d(2),
-            flatten=nn.Flatten(),
+            flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
         super().__init__(OrderedDict(**features, fc1=nn.Linear(n, 100), relu2=nn.ReLU(), fc2=nn.Linear(100, num_classes)))
@@ -110,7 +123,7 @@ class Seed003(nn.Sequential):
             conv2=conv3x3(32, 64),
             relu2=nn.ReLU(),
             pool2=nn.MaxPool2d(2),
-            flatten=nn.Flatten(),
+            flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
         super().__init__(
@@ -137,7 +150,7 @@ class Seed004(nn.Sequential):
             relu2=nn.ReLU(),
             pool1=nn.MaxPool2d(2),
             drop1=nn.Dropout(0.25),
-            flatten=nn.Flatten(),
+            flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
         super().__init__(OrderedDict(**features, fc1=nn.Linear(n, num_classes)))
@@ -167,7 +180,7 @@ class MiniVGG(nn.Sequential):
             bn4=keras_batchnorm2d(64),
             pool2=nn.MaxPool2d(2),
             drop2=nn.Dropout(0.25),
-            flatten=nn.Flatten(),
+            flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
         super().__init__(
