@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, append_result, load_average, machine, read_results, update_section  # noqa: E402
 
 from fmnist.data import load_dataset  # noqa: E402
+from fmnist.engine.device import bf16_supported, resolve_device  # noqa: E402
 from fmnist.engine.trainer import TrainOptions  # noqa: E402
 from fmnist.recipes import RECIPES, get_recipe  # noqa: E402
 from fmnist.runs import RunConfig, train_run  # noqa: E402
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("recipes", nargs="*", default=SEED_RECIPES)
     parser.add_argument("--runs", type=int, default=1, help="runs per recipe (seeds 0..runs-1)")
     parser.add_argument("--quick", action="store_true", help="1 epoch on 5,000 images; does not touch docs/")
-    parser.add_argument("--precision", default="auto", help="auto, bf16 or fp32")
+    parser.add_argument("--precision", default="recipe", help="recipe (its own), auto, bf16 or fp32")
     parser.add_argument("--results", type=Path, default=ROOT / "runs" / "bench" / "seeds.json")
     parser.add_argument("--fresh", action="store_true", help="forget earlier runs")
     args = parser.parse_args()
@@ -53,12 +54,15 @@ def main() -> None:
         if args.quick:
             recipe = recipe.replace(epochs=1)
         for seed in range(args.runs):
-            done = [r for r in read_results(results_path) if (r["recipe"], r["seed"], r["epochs"], r["precision_asked"]) == (name, seed, recipe.epochs, args.precision)]
+            # A run counts as done when the same recipe, seed, epochs and effective precision were measured.
+            wanted = recipe.precision if args.precision == "recipe" else args.precision
+            wanted = "bf16" if wanted == "auto" and bf16_supported(resolve_device("auto")) else wanted
+            done = [r for r in read_results(results_path) if (r["recipe"], r["seed"], r["epochs"], r["precision"]) == (name, seed, recipe.epochs, wanted)]
             if done:
                 print(f"{name} seed {seed}: {done[0]['test_accuracy'] * 100:.2f}% (measured earlier)")
                 continue
             load_before = load_average()
-            out = ROOT / "runs" / "bench" / ("quick" if args.quick else "seeds") / f"{name}-s{seed}"
+            out = ROOT / "runs" / "bench" / ("quick" if args.quick else "seeds") / f"{name}-{args.precision}-s{seed}"
             cfg = RunConfig(recipe=recipe, options=TrainOptions(seed=seed, precision=args.precision), limit=5000 if args.quick else None, out=out)
             t0 = time.perf_counter()
             result = train_run(cfg, dataset=ds)
@@ -95,10 +99,9 @@ def render(rows: list[dict]) -> str:
         "| recipe | seed's figure | ours, test % | runs | epochs | train s | s/epoch | Keras s/epoch | speed-up | within 0.5 pt? |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for name in SEED_RECIPES:
-        rs = [r for r in rows if r["recipe"] == name]
-        if not rs:
-            continue
+    groups = sorted({(SEED_RECIPES.index(r["recipe"]), r["recipe"], r["precision"]) for r in rows if r["recipe"] in SEED_RECIPES})
+    for _, name, precision in groups:
+        rs = [r for r in rows if r["recipe"] == name and r["precision"] == precision]
         accs = [r["test_accuracy"] * 100 for r in rs]
         mean = statistics.mean(accs)
         std = f" ± {statistics.stdev(accs):.2f}" if len(accs) > 1 else ""
@@ -110,7 +113,7 @@ def render(rows: list[dict]) -> str:
         target = 93.0 if name == "minivgg" else reported - 0.5
         ok = "yes" if mean >= target else f"no ({mean - reported:+.2f})"
         lines.append(
-            f"| `{name}` | {reported:.2f} | {mean:.2f}{std} | {len(rs)} | {rs[0]['epochs']} | {secs:.0f} | {spe:.2f} | "
+            f"| `{name}` ({precision}) | {reported:.2f} | {mean:.2f}{std} | {len(rs)} | {rs[0]['epochs']} | {secs:.0f} | {spe:.2f} | "
             f"{keras or ''} | {speedup} | {ok} |"
         )
     machines = sorted({r["machine"] for r in rows})

@@ -31,7 +31,7 @@ def cv(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory; rerun with the same one to resume (default runs/cv-<recipes>).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Folds trained at once (parallel processes, or Ray tasks).")] = 1,
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads per fold (default: available cores / jobs).")] = None,
-    precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
+    precision: Annotated[str, typer.Option(help="recipe (its own choice), auto, bf16 or fp32.")] = "recipe",
     ray: Annotated[bool, typer.Option("--ray", help="Run folds as tasks on a local Ray instance (started or joined).")] = False,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Run folds on the Ray cluster at ADDR.", show_default=False)] = None,
     data_dir: DataDirOption = None,

@@ -19,7 +19,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, subsets).")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only N training images (quick runs).")] = None,
     val: Annotated[Optional[str], typer.Option("--val", help="Validation protocol: test, holdout or none.")] = None,
-    precision: Annotated[str, typer.Option(help="auto, bf16 or fp32 (auto: bf16 autocast where the hardware has it).")] = "auto",
+    precision: Annotated[str, typer.Option(help="recipe (its own choice), auto (bf16 where the hardware has it), bf16 or fp32.")] = "recipe",
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<recipe>-<timestamp>).")] = None,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,

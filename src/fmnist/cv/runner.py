@@ -54,7 +54,7 @@ class CVConfig:
     jobs: int = 1  # folds trained at once
     threads: int | None = None  # intra-op threads per fold; default available cores // jobs
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = "recipe"
     ray: bool = False  # run folds as tasks on a local Ray instance (started or joined)
     ray_address: str | None = None  # join this Ray cluster instead
 
@@ -312,7 +312,8 @@ def plan(config: CVConfig, labels: np.ndarray, data_checksum: str) -> tuple[list
         raise UsageError(f"recipe {', '.join(duplicates)} given twice; name each recipe once")
     if config.jobs < 1:
         raise UsageError(f"--jobs {config.jobs}: needs at least 1")
-    resolve_precision(config.precision, torch.device("cpu"))  # an unknown name fails here, not in every task
+    if config.precision != "recipe":
+        resolve_precision(config.precision, torch.device("cpu"))  # an unknown name fails here, not in every task
     if not config.ray_address:
         resolve_device(config.device)  # a remote cluster's workers may have devices this machine lacks
     folds = make_folds(labels, config.folds, config.seed, config.stratified, config.repeats)

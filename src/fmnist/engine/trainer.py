@@ -34,7 +34,7 @@ class TrainOptions:
 
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto | bf16 | fp32: autocast dtype for forward/backward
+    precision: str = "recipe"  # recipe | auto | bf16 | fp32: autocast dtype for forward/backward
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (one-time cost, reported separately)
     threads: int | None = None  # intra-op threads; default every available core
@@ -161,7 +161,7 @@ def fit(
     cb = callbacks or Callbacks()
     device = resolve_device(options.device)
     threads = set_threads(options.threads)
-    amp = resolve_precision(options.precision, device)
+    amp = resolve_precision(recipe.precision if options.precision == "recipe" else options.precision, device)
     torch.manual_seed(options.seed)
     gen = torch.Generator(device="cpu").manual_seed(options.seed)
 
