@@ -4,7 +4,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 FMNIST  := $(VENV)/bin/fmnist
-RECIPE  ?= baseline
+RECIPE  ?= fast
 OUT     ?= runs/main
 
 .PHONY: run test setup data clean

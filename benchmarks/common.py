@@ -61,3 +61,42 @@ def update_section(name: str, body: str, path: Path = RESULTS_MD) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     write_text(path, text)
+
+
+def measure_run(recipe, seed: int, precision: str, ds, quick: bool = False, group: str = "runs", device: str = "auto") -> dict:
+    """Train `recipe` with its own validation protocol, evaluate once on the test set; the result row.
+
+    The run directory (model, plots, report) lands in runs/bench/<group>/<recipe>-<precision>-s<seed>;
+    `quick` trains on 5,000 images.
+    """
+    import time
+
+    from fmnist.engine.trainer import TrainOptions
+    from fmnist.runs import RunConfig, train_run
+
+    load_before = load_average()
+    out = ROOT / "runs" / "bench" / ("quick" if quick else group) / f"{recipe.name}-{precision}-s{seed}"
+    cfg = RunConfig(recipe=recipe, options=TrainOptions(seed=seed, precision=precision, device=device), limit=5000 if quick else None, out=out)
+    t0 = time.perf_counter()
+    m = train_run(cfg, dataset=ds).metrics
+    return {
+        "recipe": recipe.name, "seed": seed, "epochs": recipe.epochs, "validation": recipe.validation,
+        "test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
+        "seconds_per_epoch": m["seconds_per_epoch"], "wall_seconds": time.perf_counter() - t0,
+        "precision": m["precision"], "precision_asked": precision, "threads": m["threads"],
+        "device": m["device"], "load_before": load_before, "load_after": load_average(), "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+
+
+def measured_earlier(path: Path, recipe, seed: int, precision: str, device: str = "auto") -> dict | None:
+    """The row already recorded in `path` for this recipe, seed, epochs and effective precision, if any."""
+    from fmnist.engine.device import resolve_device, resolve_precision
+
+    wanted = recipe.precision if precision == "recipe" else precision
+    dev = resolve_device(device)
+    wanted = "fp32" if resolve_precision(wanted, dev) is None else "bf16"
+    for r in read_results(path):
+        if (r["recipe"], r["seed"], r["epochs"], r["precision"], r.get("device", "cpu")) == (recipe.name, seed, recipe.epochs, wanted, dev.type):
+            return r
+    return None

@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, append_result, load_average, machine, read_results, update_section  # noqa: E402
+from common import ROOT, append_result, measure_run, measured_earlier, read_results, update_section  # noqa: E402
 
 from fmnist.data import load_dataset  # noqa: E402
-from fmnist.engine.device import bf16_supported, resolve_device  # noqa: E402
-from fmnist.engine.trainer import TrainOptions  # noqa: E402
 from fmnist.recipes import RECIPES, get_recipe  # noqa: E402
-from fmnist.runs import RunConfig, train_run  # noqa: E402
 
 SEED_RECIPES = ["mlp", "baseline", "baseline-same", "baseline-wide", "seed003", "seed004", "minivgg"]
 # Per-epoch validation as each seed did it: 000/001 and 003 passed the test set as validation_data;
@@ -54,30 +50,14 @@ def main() -> None:
         if args.quick:
             recipe = recipe.replace(epochs=1)
         for seed in range(args.runs):
-            # A run counts as done when the same recipe, seed, epochs and effective precision were measured.
-            wanted = recipe.precision if args.precision == "recipe" else args.precision
-            wanted = "bf16" if wanted == "auto" and bf16_supported(resolve_device("auto")) else wanted
-            done = [r for r in read_results(results_path) if (r["recipe"], r["seed"], r["epochs"], r["precision"]) == (name, seed, recipe.epochs, wanted)]
+            done = measured_earlier(results_path, recipe, seed, args.precision)
             if done:
-                print(f"{name} seed {seed}: {done[0]['test_accuracy'] * 100:.2f}% (measured earlier)")
+                print(f"{name} seed {seed}: {done['test_accuracy'] * 100:.2f}% (measured earlier)")
                 continue
-            load_before = load_average()
-            out = ROOT / "runs" / "bench" / ("quick" if args.quick else "seeds") / f"{name}-{args.precision}-s{seed}"
-            cfg = RunConfig(recipe=recipe, options=TrainOptions(seed=seed, precision=args.precision), limit=5000 if args.quick else None, out=out)
-            t0 = time.perf_counter()
-            result = train_run(cfg, dataset=ds)
-            m = result.metrics
-            row = {
-                "recipe": name, "seed": seed, "epochs": recipe.epochs, "validation": recipe.validation,
-                "test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
-                "seconds_per_epoch": m["seconds_per_epoch"], "wall_seconds": time.perf_counter() - t0,
-                "precision": m["precision"], "precision_asked": args.precision, "threads": m["threads"],
-                "load_before": load_before, "load_after": load_average(), "machine": machine(),
-                "date": time.strftime("%Y-%m-%d %H:%M"),
-            }
+            row = measure_run(recipe, seed, args.precision, ds, quick=args.quick, group="seeds")
             append_result(results_path, row)
-            print(f"{name} seed {seed}: {m['test_accuracy'] * 100:.2f}% in {m['train_seconds']:.1f}s "
-                  f"({m['seconds_per_epoch']:.2f} s/epoch, {m['precision']}, load {load_before:.1f})", flush=True)
+            print(f"{name} seed {seed}: {row['test_accuracy'] * 100:.2f}% in {row['train_seconds']:.1f}s "
+                  f"({row['seconds_per_epoch']:.2f} s/epoch, {row['precision']}, load {row['load_before']:.1f})", flush=True)
     rows = read_results(results_path)
     table = render(rows)
     print(table)

@@ -12,7 +12,7 @@ from fmnist.cli.common import DataDirOption, DatasetOption, DeviceOption, JsonOp
 
 def train(
     ctx: typer.Context,
-    recipe: Annotated[str, typer.Argument(help="Recipe name (see `fmnist models`).")] = "baseline",
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see `fmnist models`).")] = "fast",
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Override the peak learning rate.")] = None,

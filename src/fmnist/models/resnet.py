@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fmnist.models import register_model
+from fmnist.models.layers import Classifier
 
 
 def conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
@@ -69,7 +70,7 @@ class ResNet(nn.Module):
             prev = w
         self.stages = nn.Sequential(*stages)
         # Max and mean pooling concatenated: max finds a part anywhere, mean weighs the whole garment.
-        self.head = nn.Linear(2 * prev, num_classes)
+        self.head = Classifier(2 * prev, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

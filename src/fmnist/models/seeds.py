@@ -17,6 +17,7 @@ from torch import nn
 
 from fmnist.errors import UsageError
 from fmnist.models import register_model
+from fmnist.models.layers import Classifier, Dropout
 from fmnist.models.init import glorot_uniform_, he_uniform_
 
 # Keras padding names -> PyTorch padding for a 3x3 kernel at stride 1.
@@ -78,7 +79,7 @@ class MLP(nn.Sequential):
                 flatten=KerasFlatten(),
                 fc1=nn.Linear(in_channels * image_size * image_size, hidden),
                 relu1=nn.ReLU(),
-                fc2=nn.Linear(hidden, num_classes),
+                fc2=Classifier(hidden, num_classes),
             )
         )
         glorot_uniform_(self)
@@ -103,7 +104,7 @@ class Baseline(nn.Sequential):
             flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
-        super().__init__(OrderedDict(**features, fc1=nn.Linear(n, 100), relu2=nn.ReLU(), fc2=nn.Linear(100, num_classes)))
+        super().__init__(OrderedDict(**features, fc1=nn.Linear(n, 100), relu2=nn.ReLU(), fc2=Classifier(100, num_classes)))
         # The seed sets kernel_initializer='he_uniform' on the conv and hidden dense; the output layer keeps
         # Keras' default glorot_uniform.
         he_uniform_(self.conv1)
@@ -131,8 +132,8 @@ class Seed003(nn.Sequential):
                 **features,
                 fc1=nn.Linear(n, 128),
                 relu3=nn.ReLU(),
-                drop1=nn.Dropout(0.2),
-                fc2=nn.Linear(128, num_classes),
+                drop1=Dropout(0.2),
+                fc2=Classifier(128, num_classes),
             )
         )
         glorot_uniform_(self)
@@ -149,11 +150,11 @@ class Seed004(nn.Sequential):
             conv2=conv3x3(32, 64),
             relu2=nn.ReLU(),
             pool1=nn.MaxPool2d(2),
-            drop1=nn.Dropout(0.25),
+            drop1=Dropout(0.25),
             flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
-        super().__init__(OrderedDict(**features, fc1=nn.Linear(n, num_classes)))
+        super().__init__(OrderedDict(**features, fc1=Classifier(n, num_classes)))
         glorot_uniform_(self)
 
 
@@ -171,7 +172,7 @@ class MiniVGG(nn.Sequential):
             relu2=nn.ReLU(),
             bn2=keras_batchnorm2d(32),
             pool1=nn.MaxPool2d(2),
-            drop1=nn.Dropout(0.25),
+            drop1=Dropout(0.25),
             conv3=conv3x3(32, 64, "same"),
             relu3=nn.ReLU(),
             bn3=keras_batchnorm2d(64),
@@ -179,7 +180,7 @@ class MiniVGG(nn.Sequential):
             relu4=nn.ReLU(),
             bn4=keras_batchnorm2d(64),
             pool2=nn.MaxPool2d(2),
-            drop2=nn.Dropout(0.25),
+            drop2=Dropout(0.25),
             flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
@@ -189,8 +190,8 @@ class MiniVGG(nn.Sequential):
                 fc1=nn.Linear(n, 512),
                 relu5=nn.ReLU(),
                 bn5=keras_batchnorm1d(512),
-                drop3=nn.Dropout(0.5),
-                fc2=nn.Linear(512, num_classes),
+                drop3=Dropout(0.5),
+                fc2=Classifier(512, num_classes),
             )
         )
         glorot_uniform_(self)

@@ -1,0 +1,141 @@
+"""The second seed's experiment, repeated: 5-fold cross-validation of `baseline`, `baseline-same` and
+`baseline-wide` on the same folds (KFold(5, shuffle=True, random_state=1)), 10 epochs each, and the
+measured table written into docs/results.md beside the seed's figures.
+
+    python benchmarks/cv_seeds.py                 # the full experiment (resumable: finished folds are kept)
+    python benchmarks/cv_seeds.py --quick         # 2 epochs on 6,000 images; does not touch docs/
+    python benchmarks/cv_seeds.py --jobs 2        # the same folds in 2 processes (1 thread each)
+    python benchmarks/cv_seeds.py --executors     # one small CV three ways: in-process, --jobs 2, Ray tasks
+
+The run lives in runs/bench/cv-seeds (runs/bench/cv-seeds-quick with --quick); `fmnist cv` with the same
+arguments and --out reads it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, load_average, machine, update_section  # noqa: E402
+
+from fmnist.cv.runner import CVConfig, CVData, CVProgress, CVResult, FoldResult, run_cv  # noqa: E402
+from fmnist.data import load_dataset  # noqa: E402
+from fmnist.recipes import get_recipe  # noqa: E402
+
+RECIPES = ["baseline", "baseline-same", "baseline-wide"]
+# Seed 002's 5-fold figures (mean %, std %), ../shared/SEEDS.md.
+SEED_CV = {"baseline": (91.187, 0.121), "baseline-same": (91.257, 0.209), "baseline-wide": (90.913, 0.412)}
+
+
+class Printer(CVProgress):
+    def fold_done(self, result: FoldResult, fold) -> None:
+        how = "read back" if result.reused else f"{result.seconds:.1f} s"
+        print(f"{result.recipe} {fold.label}: {result.score * 100:.2f}% ({how})", flush=True)
+
+
+def render(cv: CVResult, load: float) -> str:
+    """The markdown section: one row per recipe, then the paired comparisons."""
+    lines = [
+        "## Cross-validation of the seed-002 variants (issue 4)",
+        "",
+        "`fmnist cv baseline baseline-same baseline-wide --folds 5 --epochs 10` (written by",
+        "`benchmarks/cv_seeds.py`): every recipe trained on exactly the same 5 folds of the 60,000 training",
+        "images (`KFold(5, shuffle=True, random_state=1)`, 48,000 train / 12,000 held out), scored on the",
+        "held-out fold after the last epoch. ± is the sample standard deviation over the 5 folds; the interval",
+        "is the 95% t-interval of the mean.",
+        "",
+        "| recipe | seed's 5-fold % (std) | ours, 5-fold % | 95% CI | fold scores % | s/fold | precision |",
+        "|---|---:|---:|---:|---|---:|---|",
+    ]
+    for name, results in cv.results.items():
+        s = cv.summaries[name]
+        seed_mean, seed_std = SEED_CV.get(name, (float("nan"), float("nan")))
+        folds = ", ".join(f"{r.score * 100:.2f}" for r in results)
+        secs = sum(r.seconds for r in results) / len(results)
+        lines.append(
+            f"| `{name}` | {seed_mean:.2f} ({seed_std:.2f}) | {s.mean * 100:.2f} ± {s.std * 100:.2f} | "
+            f"{s.ci_low * 100:.2f}–{s.ci_high * 100:.2f} | {folds} | {secs:.0f} | {results[0].autocast} |"
+        )
+    lines += ["", "Paired comparisons on the same folds (paired t-test, 4 degrees of freedom):", ""]
+    lines += [f"- {c.sentence}" for c in cv.comparisons]
+    threads = {r.threads for rs in cv.results.values() for r in rs}
+    lines += [
+        "",
+        f"Machine: {machine()}; {cv.executor}, {', '.join(map(str, sorted(threads)))} thread(s) per fold; "
+        f"load average {load:.1f} at the end.",
+    ]
+    return "\n".join(lines)
+
+
+def compare_executors() -> None:
+    """The same small CV in-process, in 2 processes and as Ray tasks: are the fold scores identical?"""
+    ways = [("in-process", {}), ("--jobs 2", {"jobs": 2}), ("--ray", {"ray": True, "jobs": 2})]
+    data = CVData.from_dataset(load_dataset())
+    scores, seconds = {}, {}
+    for label, kw in ways:
+        out = ROOT / "runs" / "bench" / f"cv-executors-{label.strip('-').replace(' ', '')}"
+        config = CVConfig(recipes=tuple(get_recipe(n).replace(epochs=2) for n in RECIPES), out=out, folds=5, seed=1,
+                          limit=6000, threads=1, **kw)
+        t0 = time.perf_counter()
+        cv = run_cv(config, data, Printer())
+        seconds[label] = time.perf_counter() - t0
+        scores[label] = cv.scores()
+    same = all(scores[label] == scores[ways[0][0]] for label, _ in ways)
+    lines = [
+        "## Cross-validation executors give the same fold scores (issue 4)",
+        "",
+        "`benchmarks/cv_seeds.py --executors`: the three recipes, 5 folds of a seeded 6,000-image subset, 2 epochs,",
+        "1 thread per fold, run in this process, in 2 worker processes (`--jobs 2`) and as tasks on a local Ray",
+        "instance (`--ray`). Fold scores, held-out accuracy %:",
+        "",
+        "| recipe | " + " | ".join(label for label, _ in ways) + " |",
+        "|---|" + "---|" * len(ways),
+    ]
+    for name in RECIPES:
+        cells = [", ".join(f"{x * 100:.2f}" for x in scores[label][name]) for label, _ in ways]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    lines += ["", f"Identical to the last digit: {'yes' if same else 'NO'}. Wall seconds: "
+              + ", ".join(f"{label} {secs:.0f}" for label, secs in seconds.items())
+              + " (Ray's includes starting the local instance; a folder already holding finished folds would be read back)."]
+    section = "\n".join(lines)
+    print(section)
+    update_section("cv-executors", section)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="2 epochs on 6,000 images; does not touch docs/")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads per fold")
+    parser.add_argument("--ray", action="store_true", help="run the folds as tasks on a local Ray instance")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--executors", action="store_true",
+                        help="2 epochs on 6,000 images, run in-process, in 2 processes and as Ray tasks (1 thread "
+                             "per fold each time); compare the fold scores and write them into docs/results.md")
+    args = parser.parse_args()
+    if args.executors:
+        compare_executors()
+        return
+
+    epochs, limit = (2, 6000) if args.quick else (10, None)
+    out = args.out or ROOT / "runs" / "bench" / ("cv-seeds-quick" if args.quick else "cv-seeds")
+    config = CVConfig(
+        recipes=tuple(get_recipe(n).replace(epochs=epochs) for n in RECIPES),
+        out=out, folds=5, seed=1, limit=limit, jobs=args.jobs, threads=args.threads, ray=args.ray,
+    )
+    t0 = time.perf_counter()
+    cv = run_cv(config, CVData.from_dataset(load_dataset()), Printer())
+    print(f"{cv.trained} folds trained, {cv.reused} read back, {time.perf_counter() - t0:.0f} s")
+    section = render(cv, load_average())
+    print(section)
+    if not args.quick:
+        update_section("cv", section)
+        print(f"\nwrote the table into {ROOT / 'docs' / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

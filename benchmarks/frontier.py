@@ -1,0 +1,77 @@
+"""Accuracy against training time for every recipe measured (the seeds' and ours), as one plot:
+docs/frontier.png, linked from docs/results.md. Reads the result files the other benchmarks write
+(runs/bench/seeds.json, runs/bench/modern.json); each point is a recipe's mean over its runs, with the
+worst and best run as an error bar. The seeds' own Keras code (figures from ../shared/SEEDS.md, measured on
+this machine kind) is drawn beside ours.
+
+    python benchmarks/frontier.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, read_results  # noqa: E402
+
+from fmnist.fileio import atomic_path  # noqa: E402
+
+# Keras 3 + TensorFlow 2.21 on this machine kind running the seeds' own code (../shared/SEEDS.md):
+# (recipe, training seconds, test accuracy %).
+KERAS = [("baseline", 77.0, 91.12), ("minivgg", 25 * 48.0, 93.27)]
+
+
+def points(rows: list[dict]) -> list[tuple[str, float, float, float, float, int]]:
+    """(label, mean seconds, mean accuracy %, worst %, best %, runs) per recipe and precision, CPU rows only."""
+    out = []
+    for name, precision in sorted({(r["recipe"], r["precision"]) for r in rows if r.get("device", "cpu") == "cpu"}):
+        rs = [r for r in rows if (r["recipe"], r["precision"]) == (name, precision) and r.get("device", "cpu") == "cpu"]
+        accs = [r["test_accuracy"] * 100 for r in rs]
+        secs = statistics.mean(r["train_seconds"] for r in rs)
+        out.append((name, secs, statistics.mean(accs), min(accs), max(accs), len(rs)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "frontier.png")
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bench = ROOT / "runs" / "bench"
+    ours = points(read_results(bench / "seeds.json")) + points(read_results(bench / "modern.json"))
+    if not ours:
+        sys.exit("no results yet: run benchmarks/reproduce_seeds.py and benchmarks/modern_recipes.py first")
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for label, secs, mean, lo, hi, n in ours:
+        ax.errorbar(secs, mean, yerr=[[mean - lo], [hi - mean]], fmt="o", color="tab:blue", capsize=3)
+        ax.annotate(f"{label} ({n} run{'s' if n > 1 else ''})", (secs, mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        print(f"{label:>14}: {mean:.2f}% ({n} runs, {lo:.2f}-{hi:.2f}) in {secs:.0f} s")
+    for label, secs, acc in KERAS:
+        ax.plot(secs, acc, "s", color="tab:red")
+        ax.annotate(f"{label}, seeds' Keras code", (secs, acc), textcoords="offset points", xytext=(6, -10), fontsize=8, color="tab:red")
+    ax.axhline(93.5, color="gray", lw=0.8, ls="--")
+    ax.axvline(180, color="gray", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("training seconds on 2 CPU cores (log scale)")
+    ax.set_ylabel("test accuracy, % (mean; bars: worst and best run)")
+    ax.set_title("Fashion-MNIST: accuracy against training time (blue: fmnist, red: the seeds' Keras code)")
+    ax.title.set_fontsize(10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(args.out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU benchmark in one command, for a machine with one CUDA GPU (an H100 is what issue 5's targets name):
+#
+#     bash benchmarks/gpu.sh            # fast and best, 5 runs each, then the speed table
+#     RUNS=1 bash benchmarks/gpu.sh     # a single run each
+#
+# It runs from the working tree without installing anything (such machines may have no network): the
+# system's PyTorch (>= 2.4) and the project's other dependencies must already be importable. The data:
+# FMNIST_DATA_DIR if set, else ./.data (copy the four Fashion-MNIST .gz files there to bring them along with
+# the working tree), else the usual places (cache, Debian's package). Results land in runs/bench/modern-gpu.json
+# and runs/bench/train-speed-gpu.txt, and the section "modern-gpu" of docs/results.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+if [ -z "${FMNIST_DATA_DIR:-}" ] && [ -e .data/train-images-idx3-ubyte.gz ]; then export FMNIST_DATA_DIR="$PWD/.data"; fi
+PY=${PYTHON:-python3}
+"$PY" - <<'PY'
+import importlib, sys
+missing = [m for m in ("torch", "numpy", "PIL", "matplotlib", "sklearn", "scipy", "typer", "rich", "safetensors") if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"gpu.sh: these packages are missing: {', '.join(missing)}; install them (pip install -e .) and run again")
+import torch
+if not torch.cuda.is_available():
+    sys.exit("gpu.sh: PyTorch sees no CUDA device")
+print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
+PY
+"$PY" -m fmnist data info
+"$PY" benchmarks/modern_recipes.py fast best --device cuda --runs "${RUNS:-5}" --results runs/bench/modern-gpu.json
+mkdir -p runs/bench
+"$PY" benchmarks/train_speed.py fast best baseline minivgg --device cuda | tee runs/bench/train-speed-gpu.txt
