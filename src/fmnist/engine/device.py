@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import torch
@@ -60,3 +61,30 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
     if precision == "auto":
         return torch.bfloat16 if bf16_supported(device) else None
     raise UsageError(f"unknown precision {precision!r}; use auto, bf16 or fp32")
+
+
+# glibc mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_allocator_tuned = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to reuse freed memory instead of returning it to the OS after every step.
+
+    A training step allocates and frees the same activation buffers (a few MB each) every batch. With glibc's
+    defaults, buffers above the dynamic mmap threshold are mmap'ed and munmap'ed each time, and freed heap
+    tops are trimmed, so every step page-faults its memory back in. Measured on `baseline` (bf16, 2 cores):
+    3.3 s/epoch with this against 4.4-7.2 s/epoch without, varying from run to run. Returns whether it was
+    applied (only where the C library is glibc; elsewhere nothing changes).
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = mallopt(_M_MMAP_THRESHOLD, 32 << 20) and mallopt(_M_TRIM_THRESHOLD, 1 << 30) and mallopt(_M_TOP_PAD, 64 << 20)
+    _allocator_tuned = bool(ok)
+    return _allocator_tuned

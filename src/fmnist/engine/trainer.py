@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmnist.engine.augment import augment_batch, is_enabled
-from fmnist.engine.device import resolve_device, resolve_precision, set_threads
+from fmnist.engine.device import keep_freed_memory, resolve_device, resolve_precision, set_threads
 from fmnist.engine.ema import WeightEMA
 from fmnist.engine.schedules import learning_rate
 from fmnist.models import build_model
@@ -161,6 +161,8 @@ def fit(
     cb = callbacks or Callbacks()
     device = resolve_device(options.device)
     threads = set_threads(options.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     amp = resolve_precision(recipe.precision if options.precision == "recipe" else options.precision, device)
     torch.manual_seed(options.seed)
     gen = torch.Generator(device="cpu").manual_seed(options.seed)
