@@ -6,6 +6,7 @@ measured table written into docs/results.md beside the seed's figures.
     python benchmarks/cv_seeds.py --quick         # 2 epochs on 6,000 images; does not touch docs/
     python benchmarks/cv_seeds.py --jobs 2        # the same folds in 2 processes (1 thread each)
     python benchmarks/cv_seeds.py --executors     # one small CV three ways: in-process, --jobs 2, Ray tasks
+    python benchmarks/cv_seeds.py --precision-check   # baseline in bf16 (its recipe) against fp32, same folds
 
 The run lives in runs/bench/cv-seeds (runs/bench/cv-seeds-quick with --quick); `fmnist cv` with the same
 arguments and --out reads it back.
@@ -106,6 +107,41 @@ def compare_executors() -> None:
     update_section("cv-executors", section)
 
 
+def precision_check() -> None:
+    """Does bf16 autocast cost `baseline` accuracy? The paired comparison on the seed's 5 folds says."""
+    import shutil
+
+    from fmnist.cv.runner import FOLDS_DIR
+
+    main_run = ROOT / "runs" / "bench" / "cv-seeds"
+    out = ROOT / "runs" / "bench" / "cv-precision"
+    bf16 = get_recipe("baseline").replace(epochs=10)
+    fp32 = bf16.replace(name="baseline-fp32", precision="fp32")
+    # The bf16 folds are the main run's: same recipe, folds and data, so they are read back, not retrained.
+    src = main_run / FOLDS_DIR / "baseline"
+    if src.exists() and not (out / FOLDS_DIR / "baseline").exists():
+        shutil.copytree(src, out / FOLDS_DIR / "baseline")
+    config = CVConfig(recipes=(bf16, fp32), out=out, folds=5, seed=1)
+    cv = run_cv(config, CVData.from_dataset(load_dataset()), Printer())
+    lines = [
+        "## Does bf16 cost accuracy? `baseline` in bf16 against fp32 on the same folds",
+        "",
+        "`benchmarks/cv_seeds.py --precision-check`: the seed's 5 folds, 10 epochs; `baseline` runs in bf16 autocast",
+        "(its recipe; the logits layer stays fp32), `baseline-fp32` is the same recipe in fp32 throughout.",
+        "",
+        "| recipe | 5-fold % | fold scores % | s/fold |",
+        "|---|---:|---|---:|",
+    ]
+    for name, results in cv.results.items():
+        s = cv.summaries[name]
+        lines.append(f"| `{name}` | {s.mean * 100:.2f} ± {s.std * 100:.2f} | "
+                     f"{', '.join(f'{r.score * 100:.2f}' for r in results)} | {sum(r.seconds for r in results) / len(results):.0f} |")
+    lines += ["", *[f"- {c.sentence}" for c in cv.comparisons]]
+    section = "\n".join(lines)
+    print(section)
+    update_section("cv-precision", section)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 epochs on 6,000 images; does not touch docs/")
@@ -116,7 +152,13 @@ def main() -> None:
     parser.add_argument("--executors", action="store_true",
                         help="2 epochs on 6,000 images, run in-process, in 2 processes and as Ray tasks (1 thread "
                              "per fold each time); compare the fold scores and write them into docs/results.md")
+    parser.add_argument("--precision-check", action="store_true",
+                        help="baseline (bf16, its recipe's precision) against the same recipe in fp32 on the same "
+                             "5 folds; the bf16 folds are read back from the main run")
     args = parser.parse_args()
+    if args.precision_check:
+        precision_check()
+        return
     if args.executors:
         compare_executors()
         return

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from common import load_average, machine  # noqa: E402
 
-from fmnist.engine.device import resolve_device  # noqa: E402
+from fmnist.engine.device import keep_freed_memory, resolve_device  # noqa: E402
 from fmnist.engine.trainer import autocast, make_optimizer  # noqa: E402
 from fmnist.models import build_model  # noqa: E402
 from fmnist.recipes import get_recipe  # noqa: E402
@@ -83,19 +83,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="30 steps per setting")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--write", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as the trainer does
     steps = 30 if args.quick else args.steps
     all_threads = torch.get_num_threads()
     print(f"machine: {machine()}; load {load_average():.1f}")
-    print("| recipe | batch | setting | ms/step | s/epoch (60k) | warm-up s |")
-    print("|---|---:|---|---:|---:|---:|")
+    lines = ["| recipe | batch | setting | ms/step | s/epoch (60k) | warm-up s |", "|---|---:|---|---:|---:|---:|"]
+    print("\n".join(lines))
     for name in args.recipes:
         bs = get_recipe(name).batch_size
         for label, cl, bf16, compiled, threads in SETTINGS:
             torch.set_num_threads(threads or all_threads)
             ms, warm = time_steps(name, cl, bf16, compiled, steps, device)
-            print(f"| `{name}` | {bs} | {label} | {ms:.2f} | {ms * 60000 / bs / 1e3:.2f} | {warm:.1f} |", flush=True)
+            lines.append(f"| `{name}` | {bs} | {label} | {ms:.2f} | {ms * 60000 / bs / 1e3:.2f} | {warm:.1f} |")
+            print(lines[-1], flush=True)
+    if args.write and not args.quick:
+        head = ["## Engine settings, one at a time (benchmarks/step_time.py)", "",
+                f"Machine: {machine()}; {steps} timed steps per setting after 10 warm-up steps (compilation",
+                f"included in the warm-up); load average {load_average():.1f} at the end.", ""]
+        update_section("step-time", "\n".join(head + lines))
     torch.set_num_threads(all_threads)
 
 

@@ -218,12 +218,14 @@ _MODERN = [
     Recipe(
         name="fast",
         precision="bf16",
-        description="Residual CNN (16-32-64-128), one-cycle SGD-Nesterov, label smoothing, crop+flip, flip TTA; batch 256",
+        description="Residual CNN (16-32-64-128), 15 epochs one-cycle SGD-Nesterov, label smoothing, crop+flip, flip TTA; batch 256",
         model="resnet",
         model_args={"stem": 16, "widths": [32, 64, 128], "blocks": [0, 1, 0]},
         optimizer=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4),
         schedule=ScheduleConfig(name="onecycle", warmup=0.2, final=0.0),
-        epochs=8,
+        # Epochs: as many as fit the 3-minute budget on 2 cores with ~10% to spare (about 10.5 s each); the
+        # held-out accuracy was still rising with them (seed 0: 93.28% after 8 epochs, 93.58% after 13).
+        epochs=15,
         batch_size=256,
         label_smoothing=0.1,
         augment=AugmentConfig(crop_padding=2, flip=True),
@@ -236,7 +238,7 @@ _MODERN = [
     Recipe(
         name="best",
         precision="bf16",
-        description="Wider residual CNN (32-64-128-256), one-cycle SGD-Nesterov, crop+flip+erasing, EMA, flip TTA; batch 256",
+        description="Wider residual CNN (32-64-128-256), 24 epochs one-cycle SGD-Nesterov, crop+flip+erasing, flip TTA; batch 256",
         model="resnet",
         model_args={"stem": 32, "widths": [64, 128, 256], "blocks": [0, 1, 1]},
         optimizer=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4),
@@ -245,7 +247,9 @@ _MODERN = [
         batch_size=256,
         label_smoothing=0.1,
         augment=AugmentConfig(crop_padding=2, flip=True, erase=0.5),
-        ema_decay=0.999,
+        # No weight EMA: at 0.999 per step its averaged weights scored 83% on the held-out split (and 82.9% on
+        # test) while the live weights trained to 96% (one run, docs/results.md). The live weights are kept.
+        ema_decay=0.0,
         tta_flip=True,
         validation="holdout",
         drop_last=True,
