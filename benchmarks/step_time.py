@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from common import load_average, machine  # noqa: E402
+from common import load_average, machine, update_section  # noqa: E402
 
 from fmnist.engine.device import keep_freed_memory, resolve_device  # noqa: E402
 from fmnist.engine.trainer import autocast, make_optimizer  # noqa: E402

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("recipe")
     parser.add_argument("--set", action="append", default=[], help="override, e.g. optimizer.lr=0.4")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", default="recipe", help="recipe (its own), auto, bf16 or fp32")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 

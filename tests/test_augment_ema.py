@@ -102,3 +102,23 @@ def test_resnet_recipe_trains_a_step_with_augmentation():
     )
     result = fit(recipe, (train.images, train.labels), (train.images, train.labels), TrainOptions(seed=0), 10)
     assert np.isfinite(result.history[0].train_loss) and result.history[0].val_acc is not None
+
+
+def test_recalibrated_batchnorm_matches_the_statistics_of_the_current_weights():
+    from torch import nn
+
+    from fmnist.engine.ema import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.01), nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 26 * 26, 3))
+    bn = model[1]
+    bn.running_mean.fill_(5.0)  # stale statistics, as averaged ones would be
+    bn.running_var.fill_(9.0)
+    x = torch.randn(64, 1, 28, 28)
+    recalibrate_batchnorm(model, x, batch_size=64)
+    features = model[0](x).detach()
+    torch.testing.assert_close(bn.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(bn.running_var, features.var(dim=(0, 2, 3), unbiased=True), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.01 and not model.training
+    # Eval mode afterwards: the same input gives the same output twice (Dropout off).
+    assert torch.equal(model(x), model(x))

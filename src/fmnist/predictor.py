@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmnist.checkpoint import ModelMeta, load_model
-from fmnist.engine.device import resolve_device
+from fmnist.engine.device import keep_freed_memory, resolve_device
 from fmnist.errors import DataError
 from fmnist.imaging import load_images
 
@@ -54,6 +54,8 @@ class Predictor:
         if device is None:
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # large inference batches would otherwise page-fault their buffers every call
         self.model = model.to(self.device)
         self.meta = meta
         self.classes = list(meta.classes)

@@ -34,3 +34,30 @@ def _state(model: nn.Module) -> list[torch.Tensor]:
     params = list(model.parameters())
     buffers = [b for b in model.buffers() if b.is_floating_point()]
     return params + buffers
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, amp: torch.dtype | None = None) -> None:
+    """Recompute every BatchNorm's running mean and variance for the model's current weights from images `x`.
+
+    Averaged weights need statistics of their own: the averaged running statistics were collected under the
+    live weights, whose scale drifts (weight decay shrinks the scale-invariant conv weights behind each
+    BatchNorm), so the average lags the live model and the two no longer match. Measured on `best`: EMA
+    weights with averaged statistics scored 83% on the held-out split while the live weights trained to 96%.
+    Other layers (Dropout) stay in eval mode; the model is left in eval mode.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return
+    model.eval()
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+        m.train()
+    for i in range(0, len(x), batch_size):
+        with torch.autocast(device_type=x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            model(x[i : i + batch_size])
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+        m.eval()

@@ -18,7 +18,7 @@ from torch import nn
 
 from fmnist.engine.augment import augment_batch, is_enabled
 from fmnist.engine.device import keep_freed_memory, resolve_device, resolve_precision, set_threads
-from fmnist.engine.ema import WeightEMA
+from fmnist.engine.ema import WeightEMA, recalibrate_batchnorm
 from fmnist.engine.schedules import learning_rate
 from fmnist.models import build_model
 from fmnist.predictor import normalize
@@ -26,6 +26,7 @@ from fmnist.recipes import OptimizerConfig, Recipe
 
 
 EMA_EVERY = 5  # steps between EMA updates (decay**5 each time): the average costs 1/5 as much
+EMA_CALIBRATION = 10_000  # training images that set the averaged weights' BatchNorm statistics
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,11 @@ def fit(
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = WeightEMA(model, recipe.ema_decay) if recipe.ema_decay else None
+    # Training images whose BatchNorm statistics the averaged weights get (a fixed seeded sample).
+    calibration = None
+    if ema is not None:
+        order = torch.randperm(len(train[1]), generator=torch.Generator().manual_seed(options.seed))
+        calibration = order[:EMA_CALIBRATION].to(device)
     forward = torch.compile(model) if options.compile else model
     augmenting = is_enabled(recipe.augment)
     background = (0.0 - recipe.mean) / recipe.std  # a black pixel, normalized
@@ -222,6 +228,7 @@ def fit(
         if xv is not None:
             if ema is not None:
                 ema.swap()
+                recalibrate_batchnorm(model, x[calibration], options.eval_batch_size, amp)
             val_loss, val_acc = evaluate_tensors(model, xv, yv, options.eval_batch_size, amp, recipe.tta_flip)
             if ema is not None:
                 ema.swap()
@@ -229,7 +236,8 @@ def fit(
         history.append(stats)
         cb.epoch_end(stats)
     if ema is not None:
-        ema.swap()  # the averaged weights are the final model
+        ema.swap()  # the averaged weights are the final model, with BatchNorm statistics of their own
+        recalibrate_batchnorm(model, x[calibration], options.eval_batch_size, amp)
     model.eval()
     precision = "fp32" if amp is None else "bf16"
     return TrainResult(model, history, time.perf_counter() - t_start, device, precision, threads)
