@@ -100,3 +100,19 @@ def measured_earlier(path: Path, recipe, seed: int, precision: str, device: str 
         if (r["recipe"], r["seed"], r["epochs"], r["precision"], r.get("device", "cpu")) == (recipe.name, seed, recipe.epochs, wanted, dev.type):
             return r
     return None
+
+
+def measure_runs(path: Path, recipe, runs: int, precision: str, ds, quick: bool = False, group: str = "runs",
+                 device: str = "auto") -> None:
+    """Seeds 0..runs-1 of `recipe`: each one read back from `path` if measured earlier, else trained,
+    evaluated and appended to `path`; a line per run is printed either way."""
+    for seed in range(runs):
+        done = measured_earlier(path, recipe, seed, precision, device)
+        if done:
+            print(f"{recipe.name} seed {seed}: {done['test_accuracy'] * 100:.2f}% (measured earlier)")
+            continue
+        row = measure_run(recipe, seed, precision, ds, quick=quick, group=group, device=device)
+        append_result(path, row)
+        print(f"{recipe.name} seed {seed}: {row['test_accuracy'] * 100:.2f}% in {row['train_seconds']:.1f}s "
+              f"({row['seconds_per_epoch']:.2f} s/epoch, {row['precision']}, {row['device']}, "
+              f"load {row['load_before']:.1f})", flush=True)

@@ -34,6 +34,11 @@ RECIPES = ["baseline", "baseline-same", "baseline-wide"]
 SEED_CV = {"baseline": (91.187, 0.121), "baseline-same": (91.257, 0.209), "baseline-wide": (90.913, 0.412)}
 
 
+def fold_cells(results: list[FoldResult]) -> tuple[str, float]:
+    """A recipe's fold scores as "90.38, 91.40, ..." (percent) and its mean seconds per fold."""
+    return ", ".join(f"{r.score * 100:.2f}" for r in results), sum(r.seconds for r in results) / len(results)
+
+
 class Printer(CVProgress):
     def fold_done(self, result: FoldResult, fold) -> None:
         how = "read back" if result.reused else f"{result.seconds:.1f} s"
@@ -58,8 +63,7 @@ def render(cv: CVResult, load: float) -> str:
     for name, results in cv.results.items():
         s = cv.summaries[name]
         seed_mean, seed_std = SEED_CV.get(name, (float("nan"), float("nan")))
-        folds = ", ".join(f"{r.score * 100:.2f}" for r in results)
-        secs = sum(r.seconds for r in results) / len(results)
+        folds, secs = fold_cells(results)
         lines.append(
             f"| `{name}` | {seed_mean:.2f} ({seed_std:.2f}) | {s.mean * 100:.2f} ± {s.std * 100:.2f} | "
             f"{np.std([r.score for r in results]) * 100:.2f} | "
@@ -138,8 +142,8 @@ def precision_check() -> None:
     ]
     for name, results in cv.results.items():
         s = cv.summaries[name]
-        lines.append(f"| `{name}` | {s.mean * 100:.2f} ± {s.std * 100:.2f} | "
-                     f"{', '.join(f'{r.score * 100:.2f}' for r in results)} | {sum(r.seconds for r in results) / len(results):.0f} |")
+        folds, secs = fold_cells(results)
+        lines.append(f"| `{name}` | {s.mean * 100:.2f} ± {s.std * 100:.2f} | {folds} | {secs:.0f} |")
     lines += ["", *[f"- {c.sentence}" for c in cv.comparisons]]
     section = "\n".join(lines)
     print(section)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, append_result, measure_run, measured_earlier, read_results, update_section  # noqa: E402
+from common import ROOT, measure_runs, read_results, update_section  # noqa: E402
 
 from fmnist.data import load_dataset  # noqa: E402
 from fmnist.recipes import get_recipe  # noqa: E402
@@ -46,16 +46,7 @@ def main() -> None:
         recipe = get_recipe(name)
         if args.quick:
             recipe = recipe.replace(epochs=1)
-        for seed in range(args.runs):
-            done = measured_earlier(results_path, recipe, seed, args.precision, args.device)
-            if done:
-                print(f"{name} seed {seed}: {done['test_accuracy'] * 100:.2f}% (measured earlier)")
-                continue
-            row = measure_run(recipe, seed, args.precision, ds, quick=args.quick, group="modern", device=args.device)
-            append_result(results_path, row)
-            print(f"{name} seed {seed}: {row['test_accuracy'] * 100:.2f}% in {row['train_seconds']:.1f}s "
-                  f"({row['seconds_per_epoch']:.2f} s/epoch, {row['precision']}, {row['device']}, "
-                  f"load {row['load_before']:.1f})", flush=True)
+        measure_runs(results_path, recipe, args.runs, args.precision, ds, quick=args.quick, group="modern", device=args.device)
     table = render(read_results(results_path))
     print(table)
     if not args.quick:
