@@ -15,6 +15,7 @@ cannot); the arrays are the same 60,000/10,000 verified images.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -61,40 +62,65 @@ def minivgg_model(keras, epochs: int = 25):
     return model
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=10, help="baseline epochs (the seed's 10)")
-    parser.add_argument("--minivgg", type=int, default=0, help="also time this many MiniVGGNet epochs")
-    args = parser.parse_args()
-
-    import keras
-    import tensorflow as tf
-
+def load_arrays(keras):
+    """fmnist's verified arrays in Keras' layout: float32 [N, 28, 28, 1] in [0, 1], one-hot labels."""
     from fmnist.data import load_dataset
 
     ds = load_dataset()
     x = ds.train.images.reshape(-1, 28, 28, 1).astype("float32") / 255.0
     xt = ds.test.images.reshape(-1, 28, 28, 1).astype("float32") / 255.0
-    y = keras.utils.to_categorical(ds.train.labels, 10)
-    yt = keras.utils.to_categorical(ds.test.labels, 10)
-    print(f"Keras {keras.__version__}, TensorFlow {tf.__version__}, {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
+    return x, keras.utils.to_categorical(ds.train.labels, 10), xt, keras.utils.to_categorical(ds.test.labels, 10)
 
+
+def time_baseline(keras, data, epochs: int) -> dict:
+    """Seed 002's final run: fit on the full training set without validation, then evaluate on the test set."""
+    x, y, xt, yt = data
     model = baseline_model(keras)
     t0 = time.perf_counter()
-    model.fit(x, y, epochs=args.epochs, batch_size=32, verbose=0)
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
     secs = time.perf_counter() - t0
     _, acc = model.evaluate(xt, yt, verbose=0)
-    print(f"keras baseline: {acc * 100:.2f}% test after {args.epochs} epochs in {secs:.1f} s "
-          f"({secs / args.epochs:.2f} s/epoch)", flush=True)
+    return {"system": "baseline", "epochs": epochs, "train_seconds": secs, "seconds_per_epoch": secs / epochs,
+            "test_accuracy": float(acc)}
 
-    if args.minivgg:
-        model = minivgg_model(keras)
-        times = []
-        for _ in range(args.minivgg):
-            t0 = time.perf_counter()
-            model.fit(x, y, epochs=1, batch_size=32, validation_data=(xt, yt), verbose=0)
-            times.append(time.perf_counter() - t0)
-        print(f"keras minivgg: {np.median(times):.1f} s/epoch (median of {len(times)}, test-set validation included)")
+
+def time_minivgg(keras, data, epochs: int) -> dict:
+    """Seeds 000/001: one fit() call per epoch with the test set as validation_data, each timed."""
+    x, y, xt, yt = data
+    model = minivgg_model(keras)
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        model.fit(x, y, epochs=1, batch_size=32, validation_data=(xt, yt), verbose=0)
+        times.append(time.perf_counter() - t0)
+    _, acc = model.evaluate(xt, yt, verbose=0)
+    return {"system": "minivgg", "epochs": epochs, "train_seconds": sum(times), "epoch_seconds": times,
+            "seconds_per_epoch": float(np.median(times)), "test_accuracy": float(acc)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=10, help="baseline epochs (the seed's 10)")
+    parser.add_argument("--minivgg", type=int, default=0, help="also time this many MiniVGGNet epochs")
+    parser.add_argument("--system", choices=["baseline", "minivgg"], help="time only this one, for --epochs")
+    parser.add_argument("--json", action="store_true", help="print one JSON line per system (for side_by_side.py)")
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    data = load_arrays(keras)
+    if not args.json:
+        print(f"Keras {keras.__version__}, TensorFlow {tf.__version__}, {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
+    jobs = [(args.system, args.epochs)] if args.system else [("baseline", args.epochs)] + ([("minivgg", args.minivgg)] if args.minivgg else [])
+    for system, epochs in jobs:
+        row = (time_baseline if system == "baseline" else time_minivgg)(keras, data, epochs)
+        row["versions"] = f"Keras {keras.__version__}, TensorFlow {tf.__version__}"
+        if args.json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"keras {system}: {row['test_accuracy'] * 100:.2f}% test after {epochs} epochs in "
+                  f"{row['train_seconds']:.1f} s ({row['seconds_per_epoch']:.2f} s/epoch)", flush=True)
 
 
 if __name__ == "__main__":

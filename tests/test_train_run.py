@@ -115,3 +115,16 @@ def test_limit_and_holdout_use_seeded_disjoint_subsets(tiny_data_dir, tmp_path):
     # 150 minus about 10% of each class (rounded per class) held out for validation.
     assert 130 <= config["options"]["train_images"] <= 140
     assert result.metrics["validation"] == "holdout"
+
+
+def test_running_stats_weigh_batches_by_size():
+    from fmnist.engine.trainer import RunningStats
+
+    stats = RunningStats(torch.device("cpu"))
+    # Batch 1: 4 images, mean loss 1.0, 3 right; batch 2: 2 images, mean loss 4.0, 0 right.
+    logits1 = torch.eye(3)[[0, 1, 2, 0]]
+    stats.add(torch.tensor(1.0), logits1, torch.tensor([0, 1, 2, 1]))
+    assert stats.read() == (1.0, 0.75)
+    stats.add(torch.tensor(4.0), torch.eye(3)[[0, 0]], torch.tensor([2, 2]))
+    loss, acc = stats.read()
+    assert loss == pytest.approx((4 * 1.0 + 2 * 4.0) / 6) and acc == pytest.approx(3 / 6)

@@ -238,12 +238,15 @@ _MODERN = [
     Recipe(
         name="best",
         precision="bf16",
-        description="Wider residual CNN (32-64-128-256), 24 epochs one-cycle SGD-Nesterov, crop+flip+erasing, flip TTA; batch 256",
+        description="Wider residual CNN (32-64-128-256), 22 epochs one-cycle SGD-Nesterov, crop+flip+erasing, flip TTA; batch 256; all 60k",
         model="resnet",
         model_args={"stem": 32, "widths": [64, 128, 256], "blocks": [0, 1, 1]},
         optimizer=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4),
         schedule=ScheduleConfig(name="onecycle", warmup=0.2, final=0.0),
-        epochs=24,
+        # Chosen with the held-out split (24 epochs on 54,000 images: 95.00% held out, seed 0), then trained on
+        # all 60,000 images like the seeds' final models: 11% more images per epoch, so 22 epochs fit the
+        # 15-minute budget (about 37 s each) with ~8% to spare, and no per-epoch validation is spent.
+        epochs=22,
         batch_size=256,
         label_smoothing=0.1,
         augment=AugmentConfig(crop_padding=2, flip=True, erase=0.5),
@@ -251,7 +254,7 @@ _MODERN = [
         # test) while the live weights trained to 96% (one run, docs/results.md). The live weights are kept.
         ema_decay=0.0,
         tta_flip=True,
-        validation="holdout",
+        validation="none",
         drop_last=True,
         mean=FASHION_MEAN,
         std=FASHION_STD,

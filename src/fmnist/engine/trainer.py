@@ -150,6 +150,43 @@ def evaluate_tensors(
     return loss_sum.item() / n, correct.item() / n
 
 
+class RunningStats:
+    """The epoch's running training loss and accuracy, kept on the device until read.
+
+    A step only appends its loss and predictions (one argmax kernel); the sums happen when the progress bar
+    or the epoch asks (every `progress_every` steps). Summing on the device every step instead cost about
+    50 us of a 1.3 ms `baseline` step.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+        self._losses: list[torch.Tensor] = []
+        self._sizes: list[int] = []
+        self._preds: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Record one batch: its mean loss, its logits' predictions and its labels."""
+        self._losses.append(loss.detach())
+        self._sizes.append(len(labels))
+        self._preds.append(logits.detach().argmax(1))
+        self._labels.append(labels)
+
+    def read(self) -> tuple[float, float]:
+        """(mean loss, accuracy) over every batch added so far this epoch: one read back from the device."""
+        if self._losses:
+            sizes = torch.tensor(self._sizes, dtype=torch.float32, device=self.loss_sum.device)
+            self.loss_sum += (torch.stack(self._losses).float() * sizes).sum()
+            self.correct += (torch.cat(self._preds) == torch.cat(self._labels)).sum()
+            self.seen += sum(self._sizes)
+            for pending in (self._losses, self._sizes, self._preds, self._labels):
+                pending.clear()
+        seen = max(1, self.seen)
+        return self.loss_sum.item() / seen, self.correct.item() / seen
+
+
 def fit(
     recipe: Recipe,
     train: tuple[np.ndarray, np.ndarray],
@@ -198,17 +235,16 @@ def fit(
         model.train()
         cb.epoch_start(epoch, recipe.epochs, steps_per_epoch)
         perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
+        running = RunningStats(device)
         for i in range(steps_per_epoch):
             idx = perm[i * bs : (i + 1) * bs]
             xb, yb = x[idx], y[idx]
             if augmenting:
                 xb = augment_batch(xb, recipe.augment, aug_gen, background)
             lr = learning_rate(recipe.schedule, recipe.optimizer.lr, step, total_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
+            if lr != opt.param_groups[0]["lr"]:  # setting it costs as much as a small kernel; most steps skip it
+                for group in opt.param_groups:
+                    group["lr"] = lr
             with autocast(device, amp):
                 logits = forward(xb)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
@@ -218,12 +254,10 @@ def fit(
             step += 1
             if ema is not None and step % EMA_EVERY == 0:
                 ema.update(recipe.ema_decay**EMA_EVERY)
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum()
-            seen += len(yb)
+            running.add(loss, logits, yb)
             if (i + 1) % options.progress_every == 0 or i + 1 == steps_per_epoch:
-                cb.step(i + 1, loss_sum.item() / seen, correct.item() / seen)
-        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
+                cb.step(i + 1, *running.read())
+        train_loss, train_acc = running.read()
         val_loss = val_acc = None
         if xv is not None:
             if ema is not None:

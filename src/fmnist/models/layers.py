@@ -23,15 +23,58 @@ class Classifier(nn.Linear):
 
 
 class Dropout(nn.Dropout):
-    """nn.Dropout with the mask drawn by `torch.rand` instead of `bernoulli_`: the same distribution.
+    """nn.Dropout with a cheaper mask: 16 random bits per value, from `random_` on int64 words.
 
-    On CPU, `bernoulli_` draws about 3x slower than `rand`; in MiniVGGNet's training step (three dropout
-    layers, batch 32) it was 17% of the time. The mask comes from the global generator, like nn.Dropout's,
-    so a seeded run is still deterministic.
+    On CPU the mask draw dominated the layer: `bernoulli_` takes about 3x as long as `rand`, and `rand` about 6x
+    as long as filling int64 words with `random_` and reading them as four 16-bit integers each (200k values:
+    1,200 / 400 / 65 us on 2 cores). A value is kept when its 16 bits fall at or above round(p * 65536), so
+    P(drop) is p to within 2^-17 (exactly for p = 0.25 or 0.5, MiniVGGNet's rates). Kept values are scaled by
+    1 / (1 - p) in one fused kernel each way, as nn.Dropout does. The bits come from the global generator,
+    like nn.Dropout's, so a seeded run is still deterministic.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand(x.shape, device=x.device) >= self.p  # P(keep) = 1 - p
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+        if self.p >= 1.0:
+            return x * 0.0
+        return _MaskScale.apply(x, keep_mask(x, self.p), 1.0 / (1.0 - self.p))
+
+
+class _MaskScale(torch.autograd.Function):
+    """y = x * keep * scale, and the same for the gradient: aten's fused dropout kernel, both ways."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        # native_dropout_backward(g, mask, scale) = g * mask * scale in one pass, computed in fp32 for bf16 inputs.
+        return torch.ops.aten.native_dropout_backward(x, keep, scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (keep,) = ctx.saved_tensors
+        return torch.ops.aten.native_dropout_backward(grad, keep, ctx.scale), None, None
+
+
+def keep_mask(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A bool mask shaped like `x`, in its memory layout: False with probability p (to within 2^-17)."""
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)  # all 64 bits
+    keep = words.view(torch.int16)[:n] >= round(p * 65536) - 32768  # int16 is uniform over [-32768, 32767]
+    if x.dim() == 0 or not _dense(x):
+        return keep.view(x.shape)
+    # The bits are independent, so any layout of them is a valid mask: lay them out like x in memory
+    # (channels-last stays channels-last) so the kernel walks both tensors in the same order.
+    order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
+    return keep.view([x.shape[d] for d in order]).permute([order.index(d) for d in range(x.dim())])
+
+
+def _dense(x: torch.Tensor) -> bool:
+    """Whether x's elements fill exactly numel() slots of memory (any dimension order, no gaps or overlap)."""
+    expected = 1
+    for d in sorted(range(x.dim()), key=lambda d: x.stride(d)):
+        if x.shape[d] != 1 and x.stride(d) != expected:
+            return False
+        expected *= x.shape[d]
+    return True

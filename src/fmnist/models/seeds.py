@@ -3,8 +3,12 @@
 Each model is an nn.Sequential of named layers (conv1, pool1, fc1, ...) so summaries read like the seeds'
 `model.summary()`. Every model maps [N, in_channels, H, W] floats to logits [N, num_classes]: the seeds'
 final softmax is folded into the cross-entropy loss. The flatten size is computed from `image_size`
-(28 for the MNIST family), never hard-coded. One difference from Keras that does not matter when training
-from scratch: nothing. Flatten reads the features in Keras' [H, W, C] order (`KerasFlatten`), which is also the
+(28 for the MNIST family), never hard-coded.
+
+One order differs from the seeds' code and not their function: where a ReLU feeds a max-pool directly, the
+pool runs first. Both are monotone, so pool(relu(x)) == relu(pool(x)) value for value, and the gradients agree
+too (a pooled maximum that is negative gets no gradient either way). The ReLU then touches a quarter of the
+values, forward and backward (`baseline`: about 0.1 ms of a 1.4 ms step). Flatten reads the features in Keras' [H, W, C] order (`KerasFlatten`), which is also the
 order channels-last tensors already have in memory, so flattening them costs no copy.
 """
 
@@ -99,8 +103,8 @@ class Baseline(nn.Sequential):
     ) -> None:
         features = OrderedDict(
             conv1=conv3x3(in_channels, filters, padding),
+            pool1=nn.MaxPool2d(2),  # before the ReLU: the same function, a quarter of the ReLU's work
             relu1=nn.ReLU(),
-            pool1=nn.MaxPool2d(2),
             flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
@@ -119,11 +123,11 @@ class Seed003(nn.Sequential):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
         features = OrderedDict(
             conv1=conv3x3(in_channels, 32),
+            pool1=nn.MaxPool2d(2),  # pool before ReLU, as in Baseline
             relu1=nn.ReLU(),
-            pool1=nn.MaxPool2d(2),
             conv2=conv3x3(32, 64),
-            relu2=nn.ReLU(),
             pool2=nn.MaxPool2d(2),
+            relu2=nn.ReLU(),
             flatten=KerasFlatten(),
         )
         n = flat_features(features, in_channels, image_size)
@@ -148,8 +152,8 @@ class Seed004(nn.Sequential):
             conv1=conv3x3(in_channels, 32),
             relu1=nn.ReLU(),
             conv2=conv3x3(32, 64),
+            pool1=nn.MaxPool2d(2),  # pool before ReLU, as in Baseline
             relu2=nn.ReLU(),
-            pool1=nn.MaxPool2d(2),
             drop1=Dropout(0.25),
             flatten=KerasFlatten(),
         )
