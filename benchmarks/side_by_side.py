@@ -105,6 +105,15 @@ def main() -> None:
 def render(rows: list[dict]) -> str:
     """Medians per side and system, the speed-up, and every round's figures."""
     lines = [
+        "## Side by side with the seeds' Keras code (issue 3's speed target)",
+        "",
+        "`benchmarks/side_by_side.py` runs, in turns, the seeds' own Keras models (`keras_reference.py`) and ours",
+        "with the same protocol on the same verified arrays, one process at a time: `baseline` for 10 epochs on the",
+        "full training set without validation (seed 002's final run), MiniVGGNet for a few epochs with the test",
+        "set as validation data (seeds 000/001; an epoch's time includes that validation). Seconds per epoch are",
+        "the median over the rounds (each round's figure in brackets, in order); the speed-up is Keras' median over",
+        "ours. Test accuracy is after the epochs timed, one figure per round.",
+        "",
         "| system | epochs | Keras s/epoch | fmnist s/epoch | speed-up | Keras test % | fmnist test % | rounds |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -120,6 +129,10 @@ def render(rows: list[dict]) -> str:
             f"{med['fmnist']:.2f} ({each['fmnist']}) | **{med['keras'] / med['fmnist']:.2f}x** | {acc['keras']} | "
             f"{acc['fmnist']} | {min(len(v) for v in by_side.values())} |"
         )
+    versions = sorted({r["versions"] for r in rows})
+    loads = [r["load_before"] for r in rows]
+    lines += ["", f"{'; '.join(versions)}. Machine: {rows[-1]['machine']}; load average before each job "
+              f"{min(loads):.1f} to {max(loads):.1f}; {rows[0]['date']} to {rows[-1]['date']}."]
     return "\n".join(lines)
 
 
