@@ -101,12 +101,60 @@ def make_optimizer(cfg: OptimizerConfig, params, lr: float, device: torch.device
     # ~3.8 to ~2.8 ms against foreach. Older builds fall back to foreach.
     kw: dict = {"fused": True} if _fused_supported(device) else {"foreach": True}
     if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **kw)
+        sgd = LeanSGD if kw.get("fused") else torch.optim.SGD
+        return sgd(params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay, **kw)
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **kw)
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, lr=lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, **kw)
     raise ValueError(f"unknown optimizer {cfg.name!r}")
+
+
+class LeanSGD(torch.optim.SGD):
+    """Fused SGD whose step() calls the fused kernel directly.
+
+    torch.optim.SGD.step() wraps that same kernel in generic machinery (profiler hooks, grad-mode guards,
+    grouping tensors by device and dtype, per-parameter bookkeeping): about 90 us per call here, 7% of a
+    1.3 ms `baseline` step (measured in one process, alternating blocks of steps: 1.317 -> 1.223 ms). The
+    update is the same kernel with the same arguments, and the momentum buffers live in `self.state[p]` as
+    SGD keeps them, so state_dict() is unchanged. Anything off the common path (a closure, sparse or missing
+    gradients, parameters on several devices or of several dtypes) goes to SGD.step.
+    """
+
+    def step(self, closure=None):
+        if closure is not None:
+            return super().step(closure)
+        with torch.no_grad():
+            for group in self.param_groups:
+                if not self._lean_step(group):
+                    return super().step()
+        return None
+
+    def _lean_step(self, group: dict) -> bool:
+        """One group's update through torch._fused_sgd_; False (nothing done) when it does not apply."""
+        params = group["params"]
+        grads = [p.grad for p in params]
+        first = params[0]
+        if any(g is None or g.is_sparse for g in grads) or any(
+            p.device != first.device or p.dtype != first.dtype for p in params
+        ):
+            return False
+        momentum = group["momentum"]
+        bufs: list[torch.Tensor] = []
+        first_step = False
+        if momentum != 0:
+            states = [self.state[p] for p in params]
+            first_step = "momentum_buffer" not in states[0]
+            if first_step:
+                for st, g in zip(states, grads):
+                    st["momentum_buffer"] = torch.empty_like(g)  # the kernel fills it on the first step
+            bufs = [st["momentum_buffer"] for st in states]
+        torch._fused_sgd_(
+            params, grads, bufs, weight_decay=group["weight_decay"], momentum=momentum, lr=group["lr"],
+            dampening=group["dampening"], nesterov=group["nesterov"], maximize=group["maximize"],
+            is_first_step=first_step,
+        )
+        return True
 
 
 def _fused_supported(device: torch.device) -> bool:
@@ -223,7 +271,9 @@ def fit(
     if val is not None and len(val[0]):
         xv, yv = to_device_tensors(*val, device, recipe.mean, recipe.std, options.channels_last)
 
-    opt = make_optimizer(recipe.optimizer, model.parameters(), recipe.optimizer.lr, device)
+    params = list(model.parameters())
+    opt = make_optimizer(recipe.optimizer, params, recipe.optimizer.lr, device)
+    mixed = autocast(device, amp)  # one context, entered every step (building it costs more than entering)
     n, bs = len(x), recipe.batch_size
     steps_per_epoch = n // bs if recipe.drop_last and n >= bs else (n + bs - 1) // bs
     total_steps = steps_per_epoch * recipe.epochs
@@ -238,17 +288,18 @@ def fit(
         running = RunningStats(device)
         for i in range(steps_per_epoch):
             idx = perm[i * bs : (i + 1) * bs]
-            xb, yb = x[idx], y[idx]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)
             if augmenting:
                 xb = augment_batch(xb, recipe.augment, aug_gen, background)
             lr = learning_rate(recipe.schedule, recipe.optimizer.lr, step, total_steps)
             if lr != opt.param_groups[0]["lr"]:  # setting it costs as much as a small kernel; most steps skip it
                 for group in opt.param_groups:
                     group["lr"] = lr
-            with autocast(device, amp):
+            with mixed:
                 logits = forward(xb)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
-            opt.zero_grad(set_to_none=True)
+            for p in params:  # what zero_grad(set_to_none=True) does, without its ~20 us of machinery
+                p.grad = None
             loss.backward()
             opt.step()
             step += 1
