@@ -8,6 +8,7 @@ within a minute of each other; the speed-up is the ratio of the medians over the
     python3 -m venv /tmp/keras && /tmp/keras/bin/pip install tensorflow-cpu rich      # once
     .venv/bin/python benchmarks/side_by_side.py --keras-python /tmp/keras/bin/python
     .venv/bin/python benchmarks/side_by_side.py --keras-python /tmp/keras/bin/python --quick   # 1 round, short
+    .venv/bin/python benchmarks/side_by_side.py --systems baseline --rounds 3                  # more rounds of one
 
 Results go to runs/bench/side_by_side.json and (unless --quick) the "keras" section of docs/results.md.
 """
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, default=ROOT / "runs" / "bench" / "side_by_side.json")
     parser.add_argument("--render", action="store_true", help="only rewrite the table from the results file")
+    parser.add_argument("--systems", nargs="+", choices=["baseline", "minivgg"], default=["baseline", "minivgg"])
     args = parser.parse_args()
 
     if args.ours:
@@ -87,7 +89,8 @@ def main() -> None:
     if args.quick:
         args.rounds, args.baseline_epochs, args.minivgg_epochs = 1, 1, 2
     results = args.results.with_name("side_by_side-quick.json") if args.quick else args.results
-    jobs = [("baseline", args.baseline_epochs), ("minivgg", args.minivgg_epochs)]
+    jobs = [(name, epochs) for name, epochs in (("baseline", args.baseline_epochs), ("minivgg", args.minivgg_epochs))
+            if name in args.systems]
     for r in range(args.rounds):
         for system, epochs in jobs:
             for side in ("keras", "fmnist"):
