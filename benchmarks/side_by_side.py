@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,8 @@ HERE = Path(__file__).resolve().parent
 
 def time_ours(system: str, epochs: int) -> dict:
     """Our engine on `system` with the seed's protocol; the same fields keras_reference.py prints."""
+    import torch
+
     from fmnist.data import load_dataset
     from fmnist.engine.trainer import TrainOptions, evaluate_tensors, fit, to_device_tensors
     from fmnist.recipes import get_recipe
@@ -42,18 +45,16 @@ def time_ours(system: str, epochs: int) -> dict:
     val = test if system == "minivgg" else None  # seeds 000/001 validate on the test set every epoch
     result = fit(recipe, (ds.train.images, ds.train.labels), val, TrainOptions(), num_classes=10)
     xt, yt = to_device_tensors(*test, result.device, recipe.mean, recipe.std, channels_last=True)
-    _, acc = evaluate_tensors(result.model, xt, yt, amp=None if result.precision == "fp32" else __import__("torch").bfloat16)
+    _, acc = evaluate_tensors(result.model, xt, yt, amp=None if result.precision == "fp32" else torch.bfloat16)
     epoch_seconds = [h.seconds for h in result.history]
     per_epoch = statistics.median(epoch_seconds) if system == "minivgg" else result.seconds / epochs
     return {"system": system, "epochs": epochs, "train_seconds": result.seconds, "epoch_seconds": epoch_seconds,
             "seconds_per_epoch": per_epoch, "test_accuracy": acc, "precision": result.precision,
-            "versions": f"fmnist, PyTorch {__import__('torch').__version__}"}
+            "versions": f"fmnist, PyTorch {torch.__version__}"}
 
 
 def run_json(cmd: list[str], env_path: str | None = None) -> dict:
     """Run one timing job in its own process and parse the JSON line it prints last."""
-    import os
-
     env = dict(os.environ)
     if env_path:
         env["PYTHONPATH"] = env_path

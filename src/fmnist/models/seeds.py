@@ -8,8 +8,10 @@ final softmax is folded into the cross-entropy loss. The flatten size is compute
 One order differs from the seeds' code and not their function: where a ReLU feeds a max-pool directly, the
 pool runs first. Both are monotone, so pool(relu(x)) == relu(pool(x)) value for value, and the gradients agree
 too (a pooled maximum that is negative gets no gradient either way). The ReLU then touches a quarter of the
-values, forward and backward (`baseline`: about 0.1 ms of a 1.4 ms step). Flatten reads the features in Keras' [H, W, C] order (`KerasFlatten`), which is also the
-order channels-last tensors already have in memory, so flattening them costs no copy.
+values, forward and backward (`baseline`: about 0.1 ms of a 1.4 ms step).
+
+Flatten reads the features in Keras' [H, W, C] order (`KerasFlatten`), which is also the order channels-last
+tensors already have in memory, so flattening them costs no copy.
 """
 
 from __future__ import annotations
