@@ -13,6 +13,13 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv
 fi
 
+# A C compiler builds the fused CPU kernels at first use (fmnist.engine.fused); without one the models run
+# layer by layer, slower.
+if ! command -v cc >/dev/null && ! command -v gcc >/dev/null; then
+    echo "setup: no C compiler; installing gcc with apt-get (the fused CPU kernels need it)" >&2
+    as_root apt-get update -qq && as_root apt-get install -y -qq gcc libc6-dev || echo "setup: no gcc; fused kernels off" >&2
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     if python3 -c "import torch" 2>/dev/null; then
         python3 -m venv --system-site-packages "$VENV"

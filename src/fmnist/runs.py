@@ -162,6 +162,7 @@ def test_metrics(ds: Dataset, recipe: Recipe, result: TrainResult, ev: dict) -> 
         "device": str(result.device),
         "precision": result.precision,
         "threads": result.threads,
+        "fused_kernels": result.extras.get("fused_kernels", []),
     }
 
 

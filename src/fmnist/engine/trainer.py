@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmnist.engine import fused
 from fmnist.engine.augment import augment_batch, is_enabled
 from fmnist.engine.device import keep_freed_memory, resolve_device, resolve_precision, set_threads
 from fmnist.engine.ema import WeightEMA, recalibrate_batchnorm
@@ -279,6 +280,7 @@ def fit(
     total_steps = steps_per_epoch * recipe.epochs
     history: list[EpochStats] = []
     step = 0
+    fused_before = fused.calls()
     t_start = time.perf_counter()
     for epoch in range(1, recipe.epochs + 1):
         t0 = time.perf_counter()
@@ -325,4 +327,7 @@ def fit(
         recalibrate_batchnorm(model, x[calibration], options.eval_batch_size, amp)
     model.eval()
     precision = "fp32" if amp is None else "bf16"
-    return TrainResult(model, history, time.perf_counter() - t_start, device, precision, threads)
+    seconds = time.perf_counter() - t_start
+    result = TrainResult(model, history, seconds, device, precision, threads)
+    result.extras["fused_kernels"] = ["conv_pool_relu"] if fused.calls() > fused_before else []
+    return result
