@@ -50,6 +50,7 @@ def time_ours(system: str, epochs: int) -> dict:
     per_epoch = statistics.median(epoch_seconds) if system == "minivgg" else result.seconds / epochs
     return {"system": system, "epochs": epochs, "train_seconds": result.seconds, "epoch_seconds": epoch_seconds,
             "seconds_per_epoch": per_epoch, "test_accuracy": acc, "precision": result.precision,
+            "fused_kernels": result.extras.get("fused_kernels", []),
             "versions": f"fmnist, PyTorch {torch.__version__}"}
 
 

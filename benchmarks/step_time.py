@@ -1,5 +1,5 @@
 """Milliseconds per training step, one engine setting at a time: the before/after figures behind each
-speed choice (memory format, bf16 autocast, torch.compile, threads).
+speed choice (memory format, bf16 autocast, torch.compile, threads, the fused first block).
 
     python benchmarks/step_time.py                         # baseline, minivgg, fast; every setting
     python benchmarks/step_time.py minivgg --steps 100
@@ -13,6 +13,7 @@ counted. Seconds per epoch = ms/step x 60,000 / batch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,18 +24,21 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from common import load_average, machine, update_section  # noqa: E402
 
+from fmnist.engine import fused  # noqa: E402
 from fmnist.engine.device import keep_freed_memory, resolve_device  # noqa: E402
 from fmnist.engine.trainer import autocast, make_optimizer  # noqa: E402
 from fmnist.models import build_model  # noqa: E402
 from fmnist.recipes import get_recipe  # noqa: E402
 
-# (label, channels_last, bf16, compile, threads); threads None = every core.
+# (label, channels_last, bf16, compile, threads, fused); threads None = every core. fused False runs the model
+# layer by layer (FMNIST_FUSED=0); that row is shown only for models whose first block the kernel fuses.
 SETTINGS = [
-    ("NCHW fp32", False, False, False, None),
-    ("channels-last fp32", True, False, False, None),
-    ("channels-last fp32, 1 thread", True, False, False, 1),
-    ("channels-last bf16", True, True, False, None),
-    ("channels-last bf16, compiled", True, True, True, None),
+    ("NCHW fp32", False, False, False, None, True),
+    ("channels-last fp32", True, False, False, None, True),
+    ("channels-last fp32, 1 thread", True, False, False, 1, True),
+    ("channels-last bf16", True, True, False, None, True),
+    ("channels-last bf16, layer by layer", True, True, False, None, False),
+    ("channels-last bf16, compiled", True, True, True, None, True),
 ]
 
 
@@ -95,9 +99,14 @@ def main() -> None:
     print("\n".join(lines))
     for name in args.recipes:
         bs = get_recipe(name).batch_size
-        for label, cl, bf16, compiled, threads in SETTINGS:
+        calls = fused.calls()
+        for label, cl, bf16, compiled, threads, fuse in SETTINGS:
+            if not fuse and fused.calls() == calls:
+                continue  # the kernel does not apply to this model: the row would repeat the one above
             torch.set_num_threads(threads or all_threads)
+            os.environ[fused.SWITCH] = "1" if fuse else "0"
             ms, warm = time_steps(name, cl, bf16, compiled, steps, device)
+            os.environ.pop(fused.SWITCH)
             lines.append(f"| `{name}` | {bs} | {label} | {ms:.2f} | {ms * 60000 / bs / 1e3:.2f} | {warm:.1f} |")
             print(lines[-1], flush=True)
     if args.write and not args.quick:

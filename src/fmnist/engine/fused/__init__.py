@@ -146,6 +146,7 @@ def conv_pool_relu_applies(conv: torch.nn.Module, pool: torch.nn.Module, x: torc
         and pool.dilation in (1, (1, 1))
         and not pool.ceil_mode
         and not pool.return_indices
+        and not torch.compiler.is_compiling()  # compiled graphs get the layers, which the compiler can fuse
         and library() is not None
     )
 
