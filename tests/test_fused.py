@@ -3,6 +3,8 @@ handled as PyTorch does, deterministic, used only where it applies, and a clean 
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -183,3 +185,26 @@ def test_fit_reports_the_kernel():
     result = fit(recipe, (split.images, split.labels), None, TrainOptions(), num_classes=10)
     assert result.extras["fused_kernels"] == ["conv_pool_relu"]
     assert isinstance(result.model.conv1, nn.Conv2d)
+
+
+@needs_kernel
+def test_a_compiler_without_openmp_still_builds_a_working_kernel(monkeypatch, tmp_path):
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("needs gcc to stand behind the fake compiler")
+    cc = tmp_path / "cc-without-openmp"
+    cc.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = -fopenmp ] && { echo "unsupported option -fopenmp" >&2; exit 1; }; done\n'
+        f'exec {gcc} "$@"\n'
+    )
+    cc.chmod(0o755)
+    monkeypatch.setattr(fused, "_state", {"tried": False, "lib": None, "why": "not loaded yet", "calls": 0})
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(cc))
+    assert fused.library() is not None, fused.status()
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(3, 1, 28, 28), torch.randn(16, 1, 3, 3), torch.randn(16)
+    (y0, gw0, gb0), (y1, gw1, gb1) = both(x, weight, bias, 0)
+    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gw1, gw0, rtol=1e-4, atol=1e-4)

@@ -22,7 +22,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef _OPENMP
 #include <omp.h>
+#else /* built without OpenMP (a compiler that lacks it): one thread */
+static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
+#endif
 
 #define TAPS 9
 #define PHASES 4
