@@ -84,7 +84,8 @@ def measure_run(recipe, seed: int, precision: str, ds, quick: bool = False, grou
         "test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
         "seconds_per_epoch": m["seconds_per_epoch"], "wall_seconds": time.perf_counter() - t0,
         "precision": m["precision"], "precision_asked": precision, "threads": m["threads"],
-        "device": m["device"], "fused_kernels": m.get("fused_kernels", []), "load_before": load_before, "load_after": load_average(), "machine": machine(),
+        "device": m["device"], "fused_kernels": m.get("fused_kernels", []), "load_before": load_before,
+        "load_after": load_average(), "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 

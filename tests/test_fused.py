@@ -17,6 +17,12 @@ from tests.conftest import make_split
 needs_kernel = pytest.mark.skipif(fused.library() is None, reason=f"fused kernels {fused.status()}")
 
 
+@pytest.fixture
+def fresh_kernel_state(monkeypatch):
+    """The loader as if nothing had been built or loaded in this process (restored after the test)."""
+    monkeypatch.setattr(fused, "_state", {"tried": False, "lib": None, "why": "not loaded yet", "calls": 0})
+
+
 def reference(x, weight, bias, padding):
     return F.relu(F.max_pool2d(F.conv2d(x, weight, bias, padding=padding), 2))
 
@@ -153,8 +159,7 @@ def test_eval_mode_hooks_and_unsupported_shapes_run_layer_by_layer():
     assert fused.calls() == before + 1
 
 
-def test_switch_off_and_missing_compiler_fall_back(monkeypatch, tmp_path):
-    monkeypatch.setattr(fused, "_state", {"tried": False, "lib": None, "why": "not loaded yet", "calls": 0})
+def test_switch_off_and_missing_compiler_fall_back(monkeypatch, tmp_path, fresh_kernel_state):
     monkeypatch.setenv("FMNIST_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     assert fused.library() is None
@@ -167,8 +172,7 @@ def test_switch_off_and_missing_compiler_fall_back(monkeypatch, tmp_path):
 
 
 @needs_kernel
-def test_build_lands_in_the_cache_by_rename(monkeypatch, tmp_path):
-    monkeypatch.setattr(fused, "_state", {"tried": False, "lib": None, "why": "not loaded yet", "calls": 0})
+def test_build_lands_in_the_cache_by_rename(monkeypatch, tmp_path, fresh_kernel_state):
     monkeypatch.setenv("FMNIST_CACHE", str(tmp_path))
     assert fused.library() is not None and fused.status() == "available"
     built = list((tmp_path / "kernels").iterdir())
@@ -188,7 +192,7 @@ def test_fit_reports_the_kernel():
 
 
 @needs_kernel
-def test_a_compiler_without_openmp_still_builds_a_working_kernel(monkeypatch, tmp_path):
+def test_a_compiler_without_openmp_still_builds_a_working_kernel(monkeypatch, tmp_path, fresh_kernel_state):
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("needs gcc to stand behind the fake compiler")
@@ -199,7 +203,6 @@ def test_a_compiler_without_openmp_still_builds_a_working_kernel(monkeypatch, tm
         f'exec {gcc} "$@"\n'
     )
     cc.chmod(0o755)
-    monkeypatch.setattr(fused, "_state", {"tried": False, "lib": None, "why": "not loaded yet", "calls": 0})
     monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(cc))
     assert fused.library() is not None, fused.status()

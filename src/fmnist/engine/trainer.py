@@ -327,7 +327,6 @@ def fit(
         recalibrate_batchnorm(model, x[calibration], options.eval_batch_size, amp)
     model.eval()
     precision = "fp32" if amp is None else "bf16"
-    seconds = time.perf_counter() - t_start
-    result = TrainResult(model, history, seconds, device, precision, threads)
-    result.extras["fused_kernels"] = ["conv_pool_relu"] if fused.calls() > fused_before else []
-    return result
+    kernels = ["conv_pool_relu"] if fused.calls() > fused_before else []
+    return TrainResult(model, history, time.perf_counter() - t_start, device, precision, threads,
+                       extras={"fused_kernels": kernels})

@@ -68,12 +68,11 @@ def _build(cc: str) -> Path:
     """The library for this source, compiler and CPU, from the first flag variant that compiles: read from the
     cache, or built into a temporary file and renamed into place."""
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+    identity = [SOURCE.read_bytes(), cc.encode(), version.encode(), _cpu_signature().encode()]
     errors = []
     for extra in VARIANTS:
         flags = (*FLAGS, *extra)
-        key = hashlib.sha256(
-            b"\0".join([SOURCE.read_bytes(), " ".join(flags).encode(), cc.encode(), version.encode(), _cpu_signature().encode()])
-        ).hexdigest()[:16]
+        key = hashlib.sha256(b"\0".join([*identity, " ".join(flags).encode()])).hexdigest()[:16]
         target = cache_dir() / f"conv_pool_relu-{key}.so"
         if target.exists():
             return target
