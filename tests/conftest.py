@@ -26,6 +26,16 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     return cache / "fmnist"
 
 
+@pytest.fixture(autouse=True)
+def tiny_model_registered(monkeypatch):
+    """The "test-tiny" architecture (tests.helpers.TinyNet) in the model registry, for this test only."""
+    from fmnist.models import MODELS
+
+    from tests.helpers import TinyNet
+
+    monkeypatch.setitem(MODELS, "test-tiny", TinyNet)
+
+
 @pytest.fixture
 def cli(capsys):
     """Run `fmnist ARGS...` in-process; returns exit code, stdout and stderr."""
@@ -42,26 +52,12 @@ def cli(capsys):
     return run
 
 
-def make_split(n: int, seed: int = 0, num_classes: int = 10):
-    """A learnable tiny split: each class is a bright bar at its own rows, plus noise. uint8 [n,28,28]."""
-    import numpy as np
-
-    from fmnist.data import Split
-
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n, dtype=np.int64) % num_classes
-    rng.shuffle(labels)
-    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
-    for i, c in enumerate(labels):
-        row = 2 + 2 * int(c)
-        images[i, row : row + 2, 4 + int(c) : 24] = 230
-    return Split(images=images, labels=labels, classes=tuple(str(c) for c in range(num_classes)))
-
-
 @pytest.fixture
 def tiny_data_dir(tmp_path):
     """A directory of the four IDX files (.gz) holding 200 train / 100 test tiny images."""
     from fmnist.data import write_dataset
+
+    from tests.helpers import make_split
 
     directory = tmp_path / "tiny-data"
     write_dataset(directory, make_split(200, seed=1), make_split(100, seed=2))

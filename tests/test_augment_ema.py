@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fmnist.engine.augment import augment_batch, random_crop, random_erase, random_flip
-from fmnist.engine.ema import WeightEMA
-from fmnist.engine.trainer import TrainOptions, evaluate_tensors, fit
-from fmnist.recipes import AugmentConfig, get_recipe
-from tests.conftest import make_split
+from fmnist.config import AugmentConfig, TrainOptions
+from fmnist.inference import batched_logits, loss_and_accuracy
+from fmnist.recipes import get_recipe
+from fmnist.train.augment import augment_batch, random_crop, random_erase, random_flip
+from fmnist.train.ema import WeightEMA, recalibrate_batchnorm
+from fmnist.train.loop import TrainData, fit
+from tests.helpers import make_split
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -84,13 +86,13 @@ def test_ema_tracks_an_average_and_swaps():
 def test_ema_recipe_ends_with_the_averaged_weights_and_tta_changes_the_evaluation():
     train = make_split(64, seed=5)
     base = get_recipe("mlp").replace(epochs=1, batch_size=16)
-    plain = fit(base, (train.images, train.labels), None, TrainOptions(seed=0), 10).model
-    averaged = fit(base.replace(ema_decay=0.9), (train.images, train.labels), None, TrainOptions(seed=0), 10).model
+    plain = fit(base, TrainData((train.images, train.labels), None, 10), TrainOptions(seed=0)).model
+    averaged = fit(base.replace(ema_decay=0.9), TrainData((train.images, train.labels), None, 10), TrainOptions(seed=0)).model
     assert not torch.equal(plain[1].weight, averaged[1].weight)
     x = torch.from_numpy(train.images).float().div(255).unsqueeze(1)
     x[:, :, :, :14] = 0  # asymmetric images: the mirror differs
     y = torch.from_numpy(train.labels)
-    assert evaluate_tensors(plain, x, y) != evaluate_tensors(plain, x, y, tta_flip=True)
+    assert loss_and_accuracy(batched_logits(plain, x), y) != loss_and_accuracy(batched_logits(plain, x, tta_flip=True), y)
 
 
 def test_resnet_recipe_trains_a_step_with_augmentation():
@@ -100,14 +102,12 @@ def test_resnet_recipe_trains_a_step_with_augmentation():
         augment=AugmentConfig(crop_padding=2, flip=True, erase=0.5), label_smoothing=0.1, ema_decay=0.99,
         drop_last=True, mean=0.286, std=0.353,
     )
-    result = fit(recipe, (train.images, train.labels), (train.images, train.labels), TrainOptions(seed=0), 10)
+    result = fit(recipe, TrainData((train.images, train.labels), (train.images, train.labels), 10), TrainOptions(seed=0))
     assert np.isfinite(result.history[0].train_loss) and result.history[0].val_acc is not None
 
 
 def test_recalibrated_batchnorm_matches_the_statistics_of_the_current_weights():
     from torch import nn
-
-    from fmnist.engine.ema import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.01), nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 26 * 26, 3))

@@ -6,60 +6,17 @@ import json
 import pickle
 import struct
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
-from torch import nn
 
 from fmnist.checkpoint import ModelMeta, load_model, read_meta, resolve_model_path, save_model
 from fmnist.errors import DataError
-from fmnist.models import build_model, list_models, register_model
+from fmnist.models import build_model, list_models
 from fmnist.recipes import get_recipe
+from tests.helpers import CLASSES, tiny_meta, tiny_model
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
-
-
-class TinyNet(nn.Module):
-    """Conv -> BN -> ReLU -> Conv -> 4x4 pool -> Linear: small, has buffers, and is not mirror-symmetric."""
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 4) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, width, 3, padding=1)
-        self.bn = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1)  # in_channels > 1: channels_last changes its strides
-        self.fc = nn.Linear(width * 7 * 7, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.max_pool2d(self.conv2(torch.relu(self.bn(self.conv(x)))), 4)  # [N, width, 7, 7]
-        return self.fc(x.flatten(1))
-
-
-# Registered for the whole session (other test files may see it), so it keeps the registry contract:
-# defaults in_channels=1, num_classes=10. Imported by test_predictor too, hence the guard.
-if "test-tiny" not in list_models():
-    register_model("test-tiny")(TinyNet)
-
-
-def tiny_model(seed: int = 0, width: int = 4) -> nn.Module:
-    """A TinyNet with random weights and non-trivial batch-norm statistics, in eval mode."""
-    torch.manual_seed(seed)
-    model = build_model("test-tiny", in_channels=1, num_classes=len(CLASSES), width=width)
-    with torch.no_grad():
-        model.bn.running_mean.uniform_(-0.5, 0.5)
-        model.bn.running_var.uniform_(0.5, 2.0)
-    return model.eval()
-
-
-def tiny_meta(**changes) -> ModelMeta:
-    """Meta matching tiny_model(); `changes` override fields."""
-    fields = dict(model="test-tiny", model_args={"in_channels": 1, "num_classes": len(CLASSES), "width": 4},
-                  classes=CLASSES, mean=0.2860, std=0.3530, recipe={"name": "tiny", "tta_flip": False},
-                  metrics={"test_accuracy": 0.9121, "test_loss": np.float32(0.25)},
-                  dataset="fashion-mnist", dataset_checksum="sha256:abc")
-    fields.update(changes)
-    return ModelMeta(**fields)
 
 
 def header_length(path) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from fmnist.cv.runner import run_cv
 from fmnist.errors import UsageError
-from tests.test_cv_runner import config, tiny_data, tiny_recipes
+from tests.helpers import config, tiny_data, tiny_recipes
 
 
 @pytest.mark.timeout(180)

@@ -10,31 +10,14 @@ import numpy as np
 import pytest
 
 from fmnist.cv.folds import make_folds
-from fmnist.cv.runner import CVConfig, CVData, CVProgress, FoldTask, fold_path, run_cv
-from fmnist.engine.trainer import Callbacks
-from fmnist.recipes import get_recipe
+from fmnist.cv.results import CVData, CVProgress, FoldTask
+from fmnist.cv.runner import run_cv
+from fmnist.cv.store import fold_path
+from fmnist.train.loop import Callbacks
+from tests.helpers import config, tiny_data, tiny_recipes
 
 CLASSES = 4
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def tiny_data(n: int = 200, seed: int = 0) -> CVData:
-    """n noisy 28x28 images; class c brightens rows 5c..5c+4, faintly enough that 1 epoch is far from perfect."""
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % CLASSES).astype(np.int64)
-    images = rng.integers(0, 200, size=(n, 28, 28)).astype(np.int64)
-    for c in range(CLASSES):
-        images[labels == c, 5 * c : 5 * c + 5, :] += 40
-    return CVData(np.clip(images, 0, 255).astype(np.uint8), labels, CLASSES, name="tiny", checksum="tiny-v1")
-
-
-def tiny_recipes(epochs: int = 1):
-    return (get_recipe("mlp").replace(epochs=epochs), get_recipe("baseline").replace(epochs=epochs))
-
-
-def config(out: Path, **kw) -> CVConfig:
-    base = {"recipes": tiny_recipes(), "out": out, "threads": 1, "precision": "fp32", "device": "cpu"}
-    return CVConfig(**(base | kw))
 
 
 class Recorder(CVProgress):

@@ -10,7 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from fmnist.data import DATASETS, FILES, DatasetSpec, Split, get_spec, idx, load_dataset, load_split, store, write_dataset, write_idx
+from fmnist.data import DATASETS, FILES, DatasetSpec, Split, get_spec, idx, load_dataset, load_split, write_dataset, write_idx
+from fmnist.data import load as store
 from fmnist.errors import DataError, UsageError
 
 DIGITS = tuple(str(i) for i in range(10))

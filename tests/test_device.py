@@ -7,7 +7,7 @@ import platform
 import pytest
 import torch
 
-from fmnist.engine.device import keep_freed_memory, resolve_device, resolve_precision, set_threads
+from fmnist.runtime import keep_freed_memory, resolve_device, resolve_precision, set_threads
 from fmnist.errors import UsageError
 
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmnist.engine import fused
+from fmnist.ops import conv_pool_relu as fused
 from fmnist.models import build_model
-from tests.conftest import make_split
+from tests.helpers import make_split
 
 needs_kernel = pytest.mark.skipif(fused.library() is None, reason=f"fused kernels {fused.status()}")
 
@@ -181,12 +181,13 @@ def test_build_lands_in_the_cache_by_rename(monkeypatch, tmp_path, fresh_kernel_
 
 @needs_kernel
 def test_fit_reports_the_kernel():
-    from fmnist.engine.trainer import TrainOptions, fit
+    from fmnist.config import TrainOptions
+    from fmnist.train.loop import TrainData, fit
     from fmnist.recipes import get_recipe
 
     split = make_split(64)
     recipe = get_recipe("baseline").replace(epochs=1)
-    result = fit(recipe, (split.images, split.labels), None, TrainOptions(), num_classes=10)
+    result = fit(recipe, TrainData((split.images, split.labels), None, num_classes=10), TrainOptions())
     assert result.extras["fused_kernels"] == ["conv_pool_relu"]
     assert isinstance(result.model.conv1, nn.Conv2d)
 

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values and sklearn; history.csv round trip."""
+"""Metrics against hand-computed values and sklearn."""
 
 from __future__ import annotations
 
@@ -6,16 +6,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from fmnist.errors import DataError
 from fmnist.metrics import (
-    HISTORY_FIELDS,
     accuracy,
     classification_report,
     confusion_matrix,
     format_report,
-    read_history,
-    report_markdown,
-    write_history,
 )
 
 # 3 classes, 7 examples. Worked by hand:
@@ -84,39 +79,3 @@ def test_agrees_with_sklearn_on_random_labels():
 def test_format_report_matches_sklearn_layout():
     text = format_report(classification_report(Y_TRUE, Y_PRED, CLASSES), digits=4)
     assert text == skm.classification_report(Y_TRUE, Y_PRED, target_names=CLASSES, digits=4)
-
-
-def test_report_markdown_table():
-    md = report_markdown(classification_report(Y_TRUE, Y_PRED, CLASSES))
-    lines = md.strip().splitlines()
-    assert lines[0] == "| class | precision | recall | f1 | support |"
-    assert "| b | 0.6667 | 1.0000 | 0.8000 | 2 |" in lines
-    assert any(line.startswith("| **accuracy**") and "0.7143" in line for line in lines)
-    assert len(lines) == 2 + 3 + 3  # header, rule, 3 classes, accuracy + 2 averages
-
-
-def test_history_round_trip(tmp_path):
-    rows = [
-        {"epoch": 1, "train_loss": 0.5123456789, "train_acc": 0.81, "val_loss": 0.4, "val_acc": 0.85, "lr": 0.01, "seconds": 7.25},
-        {"epoch": 2, "train_loss": 0.3, "train_acc": 0.9, "val_loss": None, "val_acc": None, "lr": 0.005, "seconds": 6.5},
-    ]
-    path = tmp_path / "history.csv"
-    write_history(path, rows)
-    assert path.read_text().splitlines()[0] == ",".join(HISTORY_FIELDS)
-    assert path.read_text().splitlines()[2] == "2,0.3,0.9,,,0.005,6.5"
-    back = read_history(path)
-    assert back == rows
-    assert isinstance(back[0]["epoch"], int)
-    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
-
-
-def test_read_history_errors(tmp_path):
-    with pytest.raises(DataError, match="not found"):
-        read_history(tmp_path / "missing.csv")
-    bad = tmp_path / "bad.csv"
-    bad.write_text("epoch,loss\n1,0.5\n")
-    with pytest.raises(DataError, match="missing"):
-        read_history(bad)
-    bad.write_text(",".join(HISTORY_FIELDS) + "\n1,abc,0.5,,,0.01,1\n")
-    with pytest.raises(DataError, match="line 2"):
-        read_history(bad)

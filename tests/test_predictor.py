@@ -10,8 +10,9 @@ from PIL import Image
 
 from fmnist.checkpoint import save_model
 from fmnist.errors import DataError
-from fmnist.predictor import Predictor, evaluate, normalize
-from tests.test_checkpoint import CLASSES, tiny_meta, tiny_model  # the "test-tiny" model, registered there
+from fmnist.data.transforms import normalize
+from fmnist.inference import Predictor, evaluate
+from tests.helpers import CLASSES, tiny_meta, tiny_model
 
 
 def images(n: int, seed: int = 0) -> np.ndarray:

@@ -9,9 +9,11 @@ import pytest
 from PIL import Image
 
 from fmnist.errors import DataError
-from fmnist.metrics import classification_report, confusion_matrix, write_history
+from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.recipes import RECIPES
-from fmnist.report import render_run_report
+from fmnist.config import RunConfig, TrainOptions
+from fmnist.reports.run import classification_table, render_run_report
+from fmnist.rundir import write_config, write_history
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
 
@@ -19,10 +21,10 @@ CLASSES = ["T-shirt/top", "Trouser", "Pullover"]
 def _make_run(run_dir, validation: str = "test", seed_reported: float | None = 93.52, with_montage: bool = True):
     """A fake finished run: 3 epochs of minivgg on 3 classes, test accuracy 5/7."""
     run_dir.mkdir()
-    recipe = RECIPES["minivgg"]
-    options = {"epochs": 3, "batch_size": 32, "lr": None, "seed": 0, "limit": None, "device": "cpu",
-               "dataset": "fashion-mnist", "data_source": "/usr/share/datasets/fashion-mnist", "validation": validation}
-    (run_dir / "config.json").write_text(json.dumps({"recipe": recipe.to_dict(), "options": options, "fmnist_version": "0.1.0"}))
+    recipe = RECIPES["minivgg"].replace(epochs=3, validation=validation)
+    config = RunConfig(recipe=recipe, options=TrainOptions(seed=0, device="cpu"), dataset="fashion-mnist",
+                       data_source="system")
+    write_config(run_dir, config)
     with_val = validation != "none"
     write_history(run_dir / "history.csv", [
         {"epoch": e, "train_loss": 0.9 / e, "train_acc": 0.6 + 0.1 * e, "val_loss": 1.0 / e if with_val else None,
@@ -111,3 +113,11 @@ def test_cli_report_missing_dir(cli, tmp_path):
     assert r.exit_code == 2
     assert "no such run directory" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_report_markdown_table():
+    lines = classification_table(classification_report(np.array([0, 0, 1, 1, 2, 2, 2]), np.array([0, 1, 1, 1, 2, 0, 2]), ["a", "b", "c"]))
+    assert lines[0] == "| class | precision | recall | f1 | support |"
+    assert "| b | 0.6667 | 1.0000 | 0.8000 | 2 |" in lines
+    assert any(line.startswith("| **accuracy**") and "0.7143" in line for line in lines)
+    assert len(lines) == 2 + 3 + 3  # header, rule, 3 classes, accuracy + 2 averages

@@ -9,10 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from fmnist.engine.trainer import TrainOptions, fit
+from fmnist.config import RunConfig, TrainOptions
+from fmnist.data.splits import holdout_split
+from fmnist.pipeline import train_run
+from fmnist.train.loop import TrainData, fit
 from fmnist.recipes import get_recipe
-from fmnist.runs import RunConfig, holdout_split, train_run
-from tests.conftest import make_split
+from tests.helpers import make_split
 
 RUN_FILES = {
     "config.json", "history.csv", "metrics.json", "model.safetensors", "learning_curves.png",
@@ -97,10 +99,10 @@ def test_unknown_recipe_and_bad_options_exit_2(cli, tiny_data_dir):
 def test_same_seed_gives_the_same_weights():
     train, val = make_split(96, seed=3), make_split(32, seed=4)
     recipe = get_recipe("minivgg").replace(epochs=1)
-    runs = [fit(recipe, (train.images, train.labels), (val.images, val.labels), TrainOptions(seed=7), 10) for _ in range(2)]
+    runs = [fit(recipe, TrainData((train.images, train.labels), (val.images, val.labels), 10), TrainOptions(seed=7)) for _ in range(2)]
     a, b = (r.model.state_dict() for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    other = fit(recipe, (train.images, train.labels), None, TrainOptions(seed=8), 10).model.state_dict()
+    other = fit(recipe, TrainData((train.images, train.labels), None, 10), TrainOptions(seed=8)).model.state_dict()
     assert not all(torch.equal(a[k], other[k]) for k in a)
 
 
@@ -114,11 +116,11 @@ def test_limit_and_holdout_use_seeded_disjoint_subsets(tiny_data_dir, tmp_path):
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     # 150 minus about 10% of each class (rounded per class) held out for validation.
     assert 130 <= config["options"]["train_images"] <= 140
-    assert result.metrics["validation"] == "holdout"
+    assert result.metrics.validation == "holdout"
 
 
 def test_running_stats_weigh_batches_by_size():
-    from fmnist.engine.trainer import RunningStats
+    from fmnist.train.loop import RunningStats
 
     stats = RunningStats(torch.device("cpu"))
     # Batch 1: 4 images, mean loss 1.0, 3 right; batch 2: 2 images, mean loss 4.0, 0 right.
@@ -132,7 +134,7 @@ def test_running_stats_weigh_batches_by_size():
 
 @pytest.mark.parametrize("kw", [{"momentum": 0.9}, {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}, {"momentum": 0.0}])
 def test_lean_sgd_matches_torch_fused_sgd(kw):
-    from fmnist.engine.trainer import LeanSGD
+    from fmnist.train.optim import LeanSGD
 
     torch.manual_seed(0)
     ours = [torch.randn(5, 3, requires_grad=True), torch.randn(3, requires_grad=True)]

@@ -27,14 +27,15 @@ from safetensors.torch import save_file
 from torch import nn
 
 from fmnist import __version__
-from fmnist.engine.device import resolve_device
+from fmnist.config import Recipe
 from fmnist.errors import DataError, UsageError
 from fmnist.fileio import atomic_path
 from fmnist.models import build_model, list_models
-from fmnist.recipes import Recipe
+from fmnist.runtime import resolve_device
 
 FORMAT = "fmnist-model"
 FORMAT_VERSION = 1
+_HEADER_KEYS = ("format", "format_version", "digest")  # the header's own keys, outside the digest
 MODEL_FILENAME = "model.safetensors"  # the model file inside a run directory
 
 # First bytes of files people mistake for a model file, to say what was given instead.
@@ -58,6 +59,9 @@ class ModelMeta:
     classes: list[str]  # class names, index = label
     mean: float = 0.0  # input normalization: x = (pixel / 255 - mean) / std
     std: float = 1.0
+    # Average the logits of the image and its left-right mirror. None (files written before this field): read
+    # from the recipe, as those files did.
+    tta_flip: bool | None = None
     input_size: tuple[int, int] = (28, 28)  # (height, width) in pixels
     in_channels: int = 1
     recipe: dict[str, Any] | None = None  # Recipe.to_dict() of the training run
@@ -75,18 +79,15 @@ class ModelMeta:
         object.__setattr__(self, "input_size", tuple(self.input_size))
         object.__setattr__(self, "mean", float(self.mean))
         object.__setattr__(self, "std", float(self.std))
+        if self.tta_flip is None:
+            object.__setattr__(self, "tta_flip", bool((self.recipe or {}).get("tta_flip", False)) if isinstance(self.recipe, dict) else False)
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, classes: list[str], **fields: Any) -> "ModelMeta":
         """Meta for a model trained with `recipe` on a dataset with `classes`; `fields` sets the rest (metrics, ...)."""
         model_args = {"in_channels": 1, "num_classes": len(classes), **recipe.model_args}
         return cls(model=recipe.model, model_args=model_args, classes=list(classes), mean=recipe.mean,
-                   std=recipe.std, recipe=recipe.to_dict(), **fields)
-
-    @property
-    def tta_flip(self) -> bool:
-        """Whether predictions average the image and its horizontal mirror (from the recipe)."""
-        return bool((self.recipe or {}).get("tta_flip", False))
+                   std=recipe.std, tta_flip=recipe.tta_flip, recipe=recipe.to_dict(), **fields)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -118,7 +119,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     path = resolve_model_path(path)
     metadata, tensors = _read(path, with_tensors=True)
     meta = _parse_meta(path, metadata)
-    if metadata.get("digest") != _digest(_meta_fields(meta), tensors):
+    # The digest covers the metadata fields as the file stores them, so a file written before a field was added
+    # (which lacks it) still verifies.
+    stored = {k: v for k, v in metadata.items() if k not in _HEADER_KEYS}
+    if metadata.get("digest") != _digest(stored, tensors):
         raise DataError(
             f"model file {path} has been modified since it was saved: its checksum does not match its weights "
             "and metadata (tampered or corrupted); use an untouched copy or retrain it"
@@ -238,6 +242,8 @@ def _check_meta(meta: ModelMeta, where: str, error: type[Exception]) -> None:
         problems.append(f"input must be 1 channel of 28x28 pixels, got {meta.in_channels} of {meta.input_size}")
     elif args.get("in_channels", meta.in_channels) != meta.in_channels:
         problems.append(f"model_args in_channels={args['in_channels']} but the input has {meta.in_channels}")
+    if not isinstance(meta.tta_flip, bool):
+        problems.append("tta_flip must be true or false")
     if not meta.std > 0:
         problems.append(f"std must be positive, got {meta.std}")
     if meta.recipe is not None and not isinstance(meta.recipe, dict):

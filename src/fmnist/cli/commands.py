@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
-# Each module defines `register(app: typer.Typer) -> None`.
-MODULES = ["data", "models", "train", "evaluate", "predict", "report", "cv"]
+from fmnist.cli import cv, data, evaluate, models, predict, report, train
+
+MODULES = (data, models, train, evaluate, predict, report, cv)  # each defines `register(app)`
 
 
 def register(app: typer.Typer) -> None:
     """Attach each subcommand module's commands to `app`."""
-    for name in MODULES:
-        importlib.import_module(f"fmnist.cli.{name}").register(app)
+    for module in MODULES:
+        module.register(app)

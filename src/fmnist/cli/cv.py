@@ -46,19 +46,15 @@ def cv(
     from rich.markup import escape
 
     from fmnist.cv.folds import Fold
-    from fmnist.cv.runner import (
-        CVConfig,
-        CVData,
-        CVProgress,
-        FoldResult,
-        FoldTask,
-        import_ray,
-        run_cv,
-    )
+    from fmnist.cv.executors import import_ray
+    from fmnist.cv.results import CVConfig, CVData, CVProgress, FoldResult, FoldTask
+    from fmnist.cv.runner import run_cv
     from fmnist.data import load_dataset
     from fmnist.recipes import get_recipe
+    from fmnist.runtime import keep_freed_memory
 
     s = settings(ctx, data_dir, dataset, device)
+    keep_freed_memory()  # threads: each fold sets its own (--threads)
     chosen = tuple(get_recipe(name).replace(epochs=epochs) for name in recipes)
     if ray or ray_address:
         import_ray()  # fail before loading data or training anything

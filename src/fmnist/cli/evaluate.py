@@ -18,22 +18,27 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a saved model on its dataset's test set and print the classification report."""
-    from fmnist.data import load_dataset
-    from fmnist.engine.device import resolve_device
+    from fmnist.data import load_split
+    from fmnist.inference import Predictor, evaluate as evaluate_model
     from fmnist.metrics import classification_report, format_report
-    from fmnist.predictor import Predictor, evaluate as evaluate_model
+    from fmnist.rundir import is_run_dir, load_run
+    from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, data_dir=data_dir, device=device)
+    configure_process()
     predictor = Predictor.from_file(model, device=resolve_device(s.device))
     meta = predictor.meta
-    # The dataset the model was trained on; an explicit --dataset is not needed (it is in the file).
-    ds = load_dataset(meta.dataset, data_dir=s.data_dir)
-    ev = evaluate_model(predictor, ds.test.images, ds.test.labels)
-    report = classification_report(ds.test.labels, ev["y_pred"], list(meta.classes))
-    recorded = (meta.metrics or {}).get("test_accuracy")
+    # The dataset the model was trained on (named in the file), and the figure recorded at training: from the
+    # run's record when MODEL is a run directory, else from the model file's metadata.
+    run = load_run(model) if model.is_dir() and is_run_dir(model) else None
+    recorded = run.metrics.test_accuracy if run is not None else (meta.metrics or {}).get("test_accuracy")
+    data_dir = s.data_dir if s.data_dir is not None else (run.config.data_dir if run is not None else None)
+    test = load_split("test", meta.dataset, data_dir=data_dir)
+    ev = evaluate_model(predictor, test.images, test.labels)
+    report = classification_report(test.labels, ev["y_pred"], list(meta.classes))
     result = {
         "model": str(model),
-        "dataset": ds.name,
+        "dataset": meta.dataset,
         "test_accuracy": ev["accuracy"],
         "test_loss": ev["loss"],
         "recorded_test_accuracy": recorded,
@@ -43,12 +48,12 @@ def evaluate(
     if as_json:
         print_json(result)
         return
-    out.print(format_report(report))
-    line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(ds.test.labels)} {ds.name} test images"
+    out.print(format_report(report), markup=False)
+    line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {meta.dataset} test images"
     if recorded is not None:
         same = "matches" if result["matches_recorded"] else "differs from"
         line += f"; {same} the {recorded * 100:.2f}% recorded at training"
-    out.print(line)
+    out.print(line, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,10 +20,11 @@ def predict(
     as_json: JsonOption = False,
 ) -> None:
     """Predict the class of each image file."""
-    from fmnist.engine.device import resolve_device
-    from fmnist.predictor import Predictor
+    from fmnist.inference import Predictor
+    from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, device=device)
+    configure_process()
     predictor = Predictor.from_file(model, device=resolve_device(s.device))
     predictions = predictor.predict_files(images, mode=mode)
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fmnist.cli.common import err
-from fmnist.engine.trainer import Callbacks, EpochStats
+from fmnist.train.loop import Callbacks, EpochStats
 
 
 class EpochProgress(Callbacks):

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Re-draw the learning curves and confusion matrix and write RUN_DIR/report.md; print its path."""
-        from fmnist.report import render_run_report
+        from fmnist.reports.run import render_run_report
 
         path = render_run_report(run_dir)
         if as_json:

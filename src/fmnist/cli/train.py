@@ -30,9 +30,10 @@ def train(
     import dataclasses
 
     from fmnist.cli.progress import EpochProgress
-    from fmnist.engine.trainer import TrainOptions
+    from fmnist.config import RunConfig, TrainOptions
+    from fmnist.pipeline import train_run
     from fmnist.recipes import get_recipe
-    from fmnist.runs import RunConfig, train_run
+    from fmnist.runtime import configure_process
 
     s = settings(ctx, data_dir, dataset, device)
     r = get_recipe(recipe)
@@ -47,25 +48,26 @@ def train(
         limit=limit,
         out=out_dir,
     )
+    configure_process()
     result = train_run(cfg, callbacks=EpochProgress())
     m = result.metrics
     summary = {
         "run_dir": str(result.run_dir),
         "recipe": r.name,
-        "test_accuracy": m["test_accuracy"],
-        "test_loss": m["test_loss"],
-        "train_seconds": m["train_seconds"],
-        "epochs": m["epochs"],
-        "device": m["device"],
-        "precision": m["precision"],
+        "test_accuracy": m.test_accuracy,
+        "test_loss": m.test_loss,
+        "train_seconds": m.train_seconds,
+        "epochs": m.epochs,
+        "device": m.device,
+        "precision": m.precision,
     }
     if as_json:
         print_json(summary)
         return
-    err.print(f"validation: {m['validation_note']}")
+    err.print(f"validation: {m.validation_note}")
     out.print(
-        f"[bold]{r.name}[/]: test accuracy [bold green]{m['test_accuracy'] * 100:.2f}%[/] (loss {m['test_loss']:.4f}), "
-        f"{m['epochs']} epochs in {m['train_seconds']:.1f}s on {m['device']} ({m['precision']})"
+        f"[bold]{r.name}[/]: test accuracy [bold green]{m.test_accuracy * 100:.2f}%[/] (loss {m.test_loss:.4f}), "
+        f"{m.epochs} epochs in {m.train_seconds:.1f}s on {m.device} ({m.precision})"
     )
     out.print(f"run directory: {result.run_dir}")
     out.print(f"report: {result.run_dir / 'report.md'}")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
+from fmnist.reports.markdown import format_p
+
 ALPHA = 0.05
 CONFIDENCE = 0.95
 
@@ -115,13 +117,6 @@ def corrected_resampled_t_test(
     """Nadeau–Bengio corrected resampled t-test: Var(mean) = s² (1/n + n2/n1), n2/n1 = held-out/train size."""
     n = len(_array(a))
     return _t_test("corrected resampled t-test", a, b, 1.0 / n + test_train_ratio, confidence)
-
-
-def format_p(p: float) -> str:
-    """`p = 0.41`, `p = 0.013`, `p < 0.001` (two significant digits)."""
-    if math.isnan(p):
-        return "p n/a"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
 def verdict(a: str, b: str, diff_points: float, p: float, alpha: float = ALPHA) -> str:

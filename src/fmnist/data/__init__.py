@@ -1,8 +1,8 @@
-"""MNIST-format datasets: the registry, the IDX format, and loading with verification and caching."""
+"""MNIST-format datasets: the registry, the IDX format, sources and cache, loading with verification, splits."""
 
 from fmnist.data.idx import FileDigest, read_idx, write_idx
+from fmnist.data.load import Dataset, Split, load_dataset, load_split, write_dataset
 from fmnist.data.registry import DATASETS, DEFAULT_DATASET, FILES, SPLIT_FILES, DatasetSpec, get_spec
-from fmnist.data.store import Dataset, Split, cache_root, load_dataset, load_split, write_dataset
 
 __all__ = [
     "DATASETS",
@@ -13,7 +13,6 @@ __all__ = [
     "DatasetSpec",
     "FileDigest",
     "Split",
-    "cache_root",
     "get_spec",
     "load_dataset",
     "load_split",

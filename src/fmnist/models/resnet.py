@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmnist.models import register_model
 from fmnist.models.layers import Classifier
 
 
@@ -46,7 +45,6 @@ class Stage(nn.Sequential):
         super().__init__(*layers)
 
 
-@register_model("resnet")
 class ResNet(nn.Module):
     """Stem + len(widths) stages + global max/mean pool + linear; returns logits."""
 

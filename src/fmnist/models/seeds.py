@@ -22,9 +22,8 @@ from itertools import islice
 import torch
 from torch import nn
 
-from fmnist.engine import fused
+from fmnist.ops import conv_pool_relu as fused
 from fmnist.errors import UsageError
-from fmnist.models import register_model
 from fmnist.models.layers import Classifier, Dropout
 from fmnist.models.init import glorot_uniform_, he_uniform_
 
@@ -81,7 +80,7 @@ class FusedStem(nn.Sequential):
     """A Sequential that opens with conv1 -> pool1 -> relu1: Conv 3x3 on one channel, MaxPool 2, ReLU.
 
     While it trains on CPU those three run as one fused kernel, forward and backward
-    (`fmnist.engine.fused.conv_pool_relu`: the same function and gradients, computed in fp32, for about a fifth
+    (`fmnist.ops.conv_pool_relu`: the same function and gradients, computed in fp32, for about a fifth
     of the time). In eval mode, with hooks on those layers, or where the kernel does not apply or cannot be
     built, they run layer by layer. The layers and their state-dict keys are the same either way.
     """
@@ -103,7 +102,6 @@ class FusedStem(nn.Sequential):
         )
 
 
-@register_model("mlp")
 class MLP(nn.Sequential):
     """Flatten -> Dense hidden ReLU -> Dense num_classes (seed 004, part 1)."""
 
@@ -119,7 +117,6 @@ class MLP(nn.Sequential):
         glorot_uniform_(self)
 
 
-@register_model("baseline")
 class Baseline(FusedStem):
     """Conv 3x3 ReLU -> MaxPool 2 -> Dense 100 ReLU -> Dense num_classes, he_uniform (seed 002)."""
 
@@ -146,7 +143,6 @@ class Baseline(FusedStem):
         glorot_uniform_(self.fc2)
 
 
-@register_model("seed003")
 class Seed003(FusedStem):
     """Conv 32 -> Pool -> Conv 64 -> Pool -> Dense 128 -> Dropout 0.2 -> Dense num_classes (seed 003)."""
 
@@ -173,7 +169,6 @@ class Seed003(FusedStem):
         glorot_uniform_(self)
 
 
-@register_model("seed004")
 class Seed004(nn.Sequential):
     """Conv 32 -> Conv 64 -> Pool -> Dropout 0.25 -> Dense num_classes (seed 004)."""
 
@@ -192,7 +187,6 @@ class Seed004(nn.Sequential):
         glorot_uniform_(self)
 
 
-@register_model("minivgg")
 class MiniVGG(nn.Sequential):
     """MiniVGGNet (seeds 000/001): 2 x [(Conv 3x3 same -> ReLU -> BN) x 2 -> Pool -> Dropout], Dense 512 -> BN."""
 

@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from fmnist.fileio import atomic_path
-from fmnist.plots.training import plt, save_figure  # pyplot with the Agg backend already selected
+from matplotlib.figure import Figure
+
+from fmnist.plots.figure import save_figure
 
 CORRECT_RGB = (0, 255, 0)
 WRONG_RGB = (255, 0, 0)
@@ -29,7 +31,8 @@ def plot_confusion_matrix(cm: Any, classes: Sequence[str], path: str | os.PathLi
     else:
         values = cm
     side = max(5.0, 0.75 * k + 2.0)
-    fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.subplots()
     image = ax.imshow(values, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, shrink=0.8)
     threshold = values.max() / 2 if values.size else 0
@@ -110,7 +113,8 @@ def plot_misclassified(images: Any, labels: Any, preds: Any, losses: Any, classe
     worst = wrong[np.argsort(-losses[wrong], kind="stable")][:n]
     cols = max(1, math.ceil(math.sqrt(max(len(worst), 1))))
     rows = max(1, math.ceil(len(worst) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False, layout="constrained")
+    fig = Figure(figsize=(2.2 * cols, 2.4 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, worst):

@@ -6,30 +6,14 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only, no display: works on servers and in tests
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from fmnist.fileio import atomic_path  # noqa: E402
+from fmnist.plots.figure import save_figure
 
 TRAIN_COLOR = "tab:blue"
 HELD_OUT_COLOR = "tab:orange"
-
-
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Save `fig` as PNG atomically, close it (frees its memory), and return the path."""
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _series(history: Sequence[dict[str, Any]], key: str, scale: float = 1.0) -> np.ndarray:
@@ -62,7 +46,8 @@ def plot_learning_curves(history: Sequence[dict[str, Any]], path: str | os.PathL
     """Loss and accuracy per epoch, train vs validation (legend `val_label`), side by side; validation omitted when absent."""
     if not history:
         raise ValueError("history has no epochs to plot")
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    (loss_ax, acc_ax) = fig.subplots(1, 2)
     _draw_curves(loss_ax, acc_ax, history, label=True, held_out=val_label)
     _style(loss_ax, acc_ax)
     if title:
@@ -74,7 +59,8 @@ def plot_fold_curves(histories: Sequence[Sequence[dict[str, Any]]], path: str | 
     """Every fold's loss and accuracy curves in one figure: train in blue, held-out fold in orange."""
     if not histories or not all(histories):
         raise ValueError("need at least one fold, each with at least one epoch")
-    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(8, 9), layout="constrained")
+    fig = Figure(figsize=(8, 9), layout="constrained")
+    (loss_ax, acc_ax) = fig.subplots(2, 1)
     for i, history in enumerate(histories):
         # Label the first fold only: one legend entry per colour, not one per fold.
         _draw_curves(loss_ax, acc_ax, history, label=i == 0, held_out="held-out fold")
@@ -89,7 +75,8 @@ def plot_boxplot(scores: dict[str, Sequence[float]], path: str | os.PathLike, ti
         raise ValueError("every recipe needs at least one fold score")
     names = list(scores)
     data = [np.asarray(scores[n], dtype=float) * 100.0 for n in names]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.8 * len(names) + 1.5), 5), layout="constrained")
+    fig = Figure(figsize=(max(4.0, 1.8 * len(names) + 1.5), 5), layout="constrained")
+    ax = fig.subplots()
     ax.boxplot(data, showmeans=True, meanprops={"marker": "^", "markerfacecolor": "tab:green", "markeredgecolor": "tab:green"})
     # Tick labels carry mean ± std (population std, as the seed's numpy.std) so the figure stands alone.
     ax.set_xticks(range(1, len(names) + 1), [f"{n}\n{d.mean():.3f} ± {d.std():.3f}" for n, d in zip(names, data)])

@@ -1,7 +1,13 @@
-"""Device, thread and precision choices, made once per run."""
+"""The runtime: device, precision, threads and the allocator.
+
+`resolve_device`, `resolve_precision` and `autocast` are pure choices a library call may make. `set_threads` and
+`keep_freed_memory` change the whole process, so only the edges call them: the CLI's entry point and the
+benchmark scripts' mains (a library user keeps their own process settings).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 
@@ -95,3 +101,18 @@ def keep_freed_memory() -> bool:
     )
     _allocator_tuned = bool(ok)
     return _allocator_tuned
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """An autocast context for `dtype` on `device`, or a no-op for fp32 (None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def configure_process(threads: int | None = None) -> int:
+    """What a command-line entry point does once: intra-op threads (default every core) and, on glibc, malloc
+    tuned to keep freed memory (see `keep_freed_memory`). Returns the thread count."""
+    n = set_threads(threads)
+    keep_freed_memory()
+    return n

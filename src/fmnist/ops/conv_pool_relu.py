@@ -6,7 +6,8 @@ of a `baseline` training step from about 0.6 ms (a convolution, a pool, a ReLU, 
 autocast casts) to about 0.1 ms.
 
 The library is built with the system's C compiler (`cc`, or $CC) for this machine's CPU and kept in
-~/.cache/fmnist/kernels/ (or $FMNIST_CACHE/kernels/) under a name that hashes the source, the flags, the
+<cache root>/kernels/ (fmnist.paths.cache_root: $FMNIST_CACHE, else
+$XDG_CACHE_HOME/fmnist, else ~/.cache/fmnist) under a name that hashes the source, the flags, the
 compiler and the CPU, so a changed file or another machine gets its own build. Building takes about a second.
 Where there is no compiler, or the build fails, or FMNIST_FUSED=0 is set, `library()` returns None and the
 models run their layers one by one as before; `status()` says which.
@@ -25,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from fmnist.paths import cache_root
+
 SOURCE = Path(__file__).with_name("conv_pool_relu.c")
 FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared")
 # Tried in order, so that a compiler without OpenMP (one thread then) or one that spells "this CPU" as
@@ -39,11 +42,8 @@ _state: dict = {"tried": False, "lib": None, "why": "not loaded yet", "calls": 0
 
 
 def cache_dir() -> Path:
-    """Where built libraries are kept."""
-    root = os.environ.get("FMNIST_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fmnist"
-    )
-    return Path(root) / "kernels"
+    """Where built libraries are kept: <cache root>/kernels (fmnist.paths.cache_root)."""
+    return cache_root() / "kernels"
 
 
 def _compiler() -> str | None:

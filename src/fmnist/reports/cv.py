@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fmnist.cv.runner import safe_name
-from fmnist.cv.stats import format_p
 from fmnist.fileio import write_text
+from fmnist.paths import safe_name
 from fmnist.plots.training import plot_boxplot, plot_fold_curves
+from fmnist.reports.markdown import NONE, cell, format_p, pct
 
 REPORT_NAME = "report.md"
 BOXPLOT = "boxplot.png"
-NONE = "—"
 
 
 def write_cv_report(out: str | Path, cv: dict[str, Any]) -> dict[str, Any]:
@@ -35,18 +34,10 @@ def write_cv_report(out: str | Path, cv: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def _pct(x: float | None, digits: int = 2) -> str:
-    return NONE if x is None else f"{x * 100:.{digits}f}"
-
-
 def _protocol(config: dict[str, Any]) -> str:
     """`5-fold CV`, `stratified 5-fold CV x 3`."""
     kind = f"{'stratified ' if config['stratified'] else ''}{config['folds']}-fold CV"
     return kind if config["repeats"] == 1 else f"{kind} × {config['repeats']}"
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "/")
 
 
 def cv_report_markdown(cv: dict[str, Any]) -> str:
@@ -76,10 +67,10 @@ def cv_report_markdown(cv: dict[str, Any]) -> str:
     ]
     for name, rec in cv["recipes"].items():
         s = rec["summary"]
-        ci = NONE if s["ci_low"] is None else f"{_pct(s['ci_low'])}–{_pct(s['ci_high'])}"
+        ci = NONE if s["ci_low"] is None else f"{pct(s['ci_low'])}–{pct(s['ci_high'])}"
         lines.append(
-            f"| {_cell(name)} | {_pct(s['mean'], 3)} | {_pct(s['std'], 3)} | {ci} | {s['n']} | "
-            f"{rec['recipe']['epochs']} | {_cell(rec['recipe'].get('reported_note') or NONE)} |"
+            f"| {cell(name)} | {pct(s['mean'], 3)} | {pct(s['std'], 3)} | {ci} | {s['n']} | "
+            f"{rec['recipe']['epochs']} | {cell(rec['recipe'].get('reported_note') or NONE)} |"
         )
     lines += [
         "",
@@ -91,11 +82,11 @@ def cv_report_markdown(cv: dict[str, Any]) -> str:
         "",
         "## Scores per fold (%)",
         "",
-        "| fold | held-out images | " + " | ".join(_cell(n) for n in names) + " |",
+        "| fold | held-out images | " + " | ".join(cell(n) for n in names) + " |",
         "|---|---:|" + "---:|" * len(names),
     ]
     for i, fold in enumerate(cv["folds"]):
-        scores = " | ".join(_pct(cv["recipes"][n]["scores"][i]) for n in names)
+        scores = " | ".join(pct(cv["recipes"][n]["scores"][i]) for n in names)
         lines.append(f"| {fold['key']} | {fold['held_out_size']:,} | {scores} |")
     if cv["comparisons"]:
         lines += _comparisons(cv)
@@ -133,7 +124,7 @@ def _comparisons(cv: dict[str, Any]) -> list[str]:
         ci = NONE if c["ci_low"] is None else f"{c['ci_low'] * 100:+.2f} to {c['ci_high'] * 100:+.2f}"
         corrected = _p(c["corrected"]["p"]) if c["corrected"] else NONE
         lines.append(
-            f"| {_cell(c['a'])} vs {_cell(c['b'])} | {c['mean_difference'] * 100:+.3f} | {ci} | {_p(c['paired']['p'])} | "
+            f"| {cell(c['a'])} vs {cell(c['b'])} | {c['mean_difference'] * 100:+.3f} | {ci} | {_p(c['paired']['p'])} | "
             f"{corrected} | {'real' if c['significant'] else 'within noise'} |"
         )
     lines += [""] + [f"- {c['sentence']}" for c in cv["comparisons"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from fmnist.recipes import ScheduleConfig
+from fmnist.config import ScheduleConfig
 
 
 def learning_rate(cfg: ScheduleConfig, base_lr: float, step: int, total_steps: int) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fmnist.recipes import AugmentConfig
+from fmnist.config import AugmentConfig
 
 
 def _uniform(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -81,7 +81,3 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, bac
         x = random_erase(x, gen, p=cfg.erase, value=background)
     return x
 
-
-def is_enabled(cfg: AugmentConfig) -> bool:
-    """Whether the config asks for any augmentation."""
-    return bool(cfg.crop_padding or cfg.flip or cfg.erase)

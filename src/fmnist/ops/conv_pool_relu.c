@@ -1,5 +1,5 @@
 /* Conv 3x3 (one input channel, stride 1, zero padding 0 or 1) -> MaxPool 2x2 -> ReLU, forward and backward,
- * in one pass over the image. fmnist.engine.fused compiles this file at first use and calls it through ctypes.
+ * in one pass over the image. fmnist.ops.conv_pool_relu compiles this file at first use and calls it through ctypes.
  *
  * The first block of `baseline` and `seed003` is this composition. PyTorch runs it as three kernels plus two
  * casts and keeps the 4x larger convolution output between them; here each pooled value is computed from its

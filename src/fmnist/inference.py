@@ -1,7 +1,12 @@
-"""Inference with a trained model: class probabilities for image arrays and image files, and test-set evaluation.
+"""Inference with a trained model: the one path from model input to logits, and everything built on it.
 
-Everything the model needs besides its weights (normalization, class names, flip test-time augmentation) comes
-from its ModelMeta, so a model file predicts correctly with no other configuration.
+`batched_logits` is the only place a model is run for its predictions: per-epoch validation and cross-validation
+folds (fmnist.train), the test figures of a run, `fmnist evaluate`, `fmnist predict` and the benchmarks all go
+through it, so flip test-time augmentation and the numerics are written once. It runs in fp32 unless given an
+autocast dtype (validation may use the training precision for speed: `TrainOptions.val_precision`).
+
+Everything a `Predictor` needs besides the weights (normalization, class names, flip test-time augmentation)
+comes from its ModelMeta, so a model file predicts correctly with no other configuration.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmnist.checkpoint import ModelMeta, load_model
-from fmnist.engine.device import keep_freed_memory, resolve_device
+from fmnist.data.transforms import normalize
+from fmnist.runtime import autocast, resolve_device
 from fmnist.errors import DataError
 from fmnist.imaging import load_images
 
@@ -41,9 +47,37 @@ class Prediction:
                 "top": [{"index": i, "name": n, "probability": p} for i, n, p in self.top]}
 
 
-def normalize(images: torch.Tensor, mean: float, std: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 images [N, H, W] -> model input [N, 1, H, W]: (pixel / 255 - mean) / std."""
-    return ((images.to(dtype) / 255.0 - mean) / std).unsqueeze(1)
+def logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, amp: torch.dtype | None = None) -> torch.Tensor:
+    """Logits float32 [N, K] of an eval-mode `model` for normalized input x [N, C, H, W]; with `tta_flip`, the mean
+    over the image and its left-right mirror. `amp` is an autocast dtype (None: fp32)."""
+    with autocast(x.device, amp):
+        out = model(x).float()
+        if tta_flip:
+            out = (out + model(torch.flip(x, dims=[-1])).float()) / 2
+    return out
+
+
+@torch.inference_mode()
+def batched_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, tta_flip: bool = False,
+                   amp: torch.dtype | None = None) -> torch.Tensor:
+    """Logits float32 [N, K], on x's device, of `model` for normalized input x [N, C, H, W], `batch_size` at a time.
+
+    The model runs in eval mode (dropout off, BatchNorm on its running statistics); its mode is restored after.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([logits(model, x[i : i + batch_size], tta_flip, amp) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def loss_and_accuracy(out: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (a fraction) of logits [N, K] against labels [N]."""
+    if len(labels) == 0:
+        return float("nan"), float("nan")
+    loss = F.cross_entropy(out, labels)
+    return float(loss), float((out.argmax(1) == labels).double().mean())
 
 
 class Predictor:
@@ -54,8 +88,6 @@ class Predictor:
         if device is None:
             device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_memory()  # large inference batches would otherwise page-fault their buffers every call
         self.model = model.to(self.device)
         self.meta = meta
         self.classes = list(meta.classes)
@@ -70,23 +102,10 @@ class Predictor:
     def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Logits float32 [N, K] for uint8 images [N, 28, 28]; with tta_flip, the mean over image and mirror."""
         images = self._check_images(images)
-        was_training = self.model.training
-        self.model.eval()  # dropout off, batch norm on running statistics; the caller's mode is restored below
-        out = []
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(images), batch_size):
-                    batch = torch.from_numpy(images[start : start + batch_size]).to(self.device)
-                    x = normalize(batch, self.meta.mean, self.meta.std)
-                    logits = self.model(x).float()
-                    if self.tta_flip:
-                        logits = (logits + self.model(torch.flip(x, dims=[-1])).float()) / 2
-                    out.append(logits.cpu())
-        finally:
-            self.model.train(was_training)
-        if not out:
+        if len(images) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return torch.cat(out).numpy()
+        x = normalize(torch.from_numpy(images).to(self.device), self.meta.mean, self.meta.std)
+        return batched_logits(self.model, x, batch_size, self.tta_flip).cpu().numpy()
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities float32 [N, K] (rows sum to 1) for uint8 images [N, 28, 28]."""

@@ -1,1 +1,0 @@
-"""The training engine: device placement, schedules, augmentation and the explicit training loop."""

@@ -1,0 +1,109 @@
+"""A training run, end to end: data -> fit -> model file -> test evaluation -> run directory -> report.
+
+`train_run` is what `fmnist train` calls; it returns the results and writes the run directory (fmnist.rundir):
+config.json, history.csv, metrics.json, model.safetensors, learning_curves.png, confusion_matrix.png,
+montage.png, misclassified.png and report.md. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fmnist.checkpoint import ModelMeta, save_model
+from fmnist.config import Recipe, RunConfig
+from fmnist.data import Dataset, load_dataset
+from fmnist.data.splits import describe_validation, split_for_validation, subset
+from fmnist.inference import Predictor, evaluate
+from fmnist.metrics import classification_report, confusion_matrix
+from fmnist.plots.evaluation import plot_misclassified, plot_montage
+from fmnist.reports.run import render_run_report
+from fmnist.rundir import MODEL_FILE, RunMetrics, write_config, write_results
+from fmnist.train.loop import Callbacks, TrainData, TrainResult, fit
+
+
+@dataclass
+class RunResult:
+    """What a run produced."""
+
+    run_dir: Path
+    metrics: RunMetrics
+    train: TrainResult
+
+
+def default_run_dir(recipe: str, root: Path = Path("runs")) -> Path:
+    """runs/<recipe>-<YYYYmmdd-HHMMSS>, made unique if that exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{recipe}-{stamp}"
+    i = 1
+    while path.exists():
+        path = root / f"{recipe}-{stamp}-{i}"
+        i += 1
+    return path
+
+
+def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Dataset | None = None) -> RunResult:
+    """Train cfg.recipe, save the model, evaluate it on the test set and write the run directory."""
+    ds = dataset or load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    recipe = cfg.recipe
+    images, labels = ds.train.images, ds.train.labels
+    if cfg.limit:
+        images, labels = subset(images, labels, cfg.limit, cfg.options.seed)
+    test = (ds.test.images, ds.test.labels)
+    train, val = split_for_validation(recipe, images, labels, test, cfg.options.seed)
+
+    run_dir = Path(cfg.out) if cfg.out else default_run_dir(recipe.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, data_source=ds.source, train_images=len(train[1]))
+    write_config(run_dir, cfg)
+
+    result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks)
+
+    meta = ModelMeta.for_recipe(recipe, list(ds.classes), dataset=ds.name, dataset_checksum=ds.checksum)
+    # The test figures come from the same code path as `fmnist evaluate` (fp32, eval mode), so evaluating
+    # the saved file later reproduces them exactly.
+    ev = evaluate(Predictor(result.model, meta, device=result.device), *test)
+    metrics = test_metrics(ds, recipe, result, ev)
+    meta = dataclasses.replace(meta, metrics={"test_accuracy": metrics.test_accuracy, "test_loss": metrics.test_loss})
+    save_model(run_dir / MODEL_FILE, result.model, meta)
+    write_results(run_dir, [h.as_dict() for h in result.history], metrics)
+    _write_figures(run_dir, ds, ev, metrics)
+    render_run_report(run_dir)
+    return RunResult(run_dir, metrics, result)
+
+
+def test_metrics(ds: Dataset, recipe: Recipe, result: TrainResult, ev: dict) -> RunMetrics:
+    """metrics.json: test accuracy/loss, the classification report, the confusion matrix, timings."""
+    y_true = ds.test.labels
+    return RunMetrics(
+        dataset=ds.name,
+        classes=list(ds.classes),
+        test_accuracy=ev["accuracy"],
+        test_loss=ev["loss"],
+        report=classification_report(y_true, ev["y_pred"], list(ds.classes)),
+        confusion_matrix=confusion_matrix(y_true, ev["y_pred"], len(ds.classes)).tolist(),
+        train_seconds=result.seconds,
+        seconds_per_epoch=result.seconds / max(1, len(result.history)),
+        epochs=len(result.history),
+        validation=recipe.validation,
+        validation_note=describe_validation(recipe.validation, recipe.val_fraction),
+        seed_reported=recipe.reported,
+        device=str(result.device),
+        precision=result.precision,
+        threads=result.threads,
+        fused_kernels=list(result.extras.get("fused_kernels", [])),
+    )
+
+
+def _write_figures(run_dir: Path, ds: Dataset, ev: dict, metrics: RunMetrics) -> None:
+    """The figures that need the model's predictions on the test images: a montage and the worst mistakes."""
+    images, labels, classes = ds.test.images, ds.test.labels, list(ds.classes)
+    y_pred, y_prob = ev["y_pred"], ev["y_prob"]
+    pick = np.random.default_rng(0).choice(len(labels), size=min(16, len(labels)), replace=False)
+    plot_montage(images[pick], labels[pick], y_pred[pick], classes, run_dir / "montage.png")
+    losses = -np.log(np.clip(y_prob[np.arange(len(labels)), labels], 1e-12, None))
+    plot_misclassified(images, labels, y_pred, losses, classes, run_dir / "misclassified.png")

@@ -1,0 +1,207 @@
+"""A run directory as one typed record: config.json, history.csv and metrics.json written and read back together.
+
+    config.json   RunConfig.to_dict() + {"fmnist_version", "created"}      written before training starts
+    history.csv   one EpochStats row per epoch (HISTORY_FIELDS)              written when training ends
+    metrics.json  RunMetrics.to_dict(): test figures, report, timings        written last: a run with it is finished
+
+`load_run` parses and checks all three into a `RunRecord`; reports, `fmnist evaluate` and `fmnist runs` read that,
+never the raw dicts. Directories written by earlier versions of this code load too (fields added since default).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from fmnist import __version__
+from fmnist.config import RunConfig
+from fmnist.errors import DataError, FmnistError
+from fmnist.fileio import write_json, write_text
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.safetensors"
+REPORT_FILE = "report.md"
+
+# history.csv columns, in file order. Accuracies are fractions (0..1); `seconds` is the epoch's wall time;
+# val_* are empty when the run had no per-epoch validation.
+HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+REPORT_KEYS = ("per_class", "accuracy", "macro_avg", "weighted_avg")
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """metrics.json: the test figures of the saved model, its classification report, and how training went."""
+
+    classes: list[str]
+    test_accuracy: float  # a fraction, 0..1
+    report: dict[str, Any]  # fmnist.metrics.classification_report
+    confusion_matrix: list[list[int]]  # rows true, columns predicted
+    test_loss: float | None = None
+    dataset: str = ""
+    train_seconds: float | None = None
+    seconds_per_epoch: float | None = None
+    epochs: int | None = None
+    validation: str = ""
+    validation_note: str = ""
+    seed_reported: float | None = None  # the seed's reported test accuracy, in percent
+    device: str = ""
+    precision: str = ""
+    threads: int | None = None
+    fused_kernels: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = METRICS_FILE) -> RunMetrics:
+        """Parse and check metrics.json's content; DataError naming the file and the problem."""
+        missing = [k for k in ("classes", "test_accuracy", "confusion_matrix", "report") if k not in d]
+        if missing:
+            raise DataError(f"{where}: keys {missing} missing; re-create the run's metrics by training (or evaluating) again")
+        if not isinstance(d["test_accuracy"], (int, float)) or isinstance(d["test_accuracy"], bool):
+            raise DataError(f"{where}: test_accuracy must be a number (a fraction 0..1)")
+        classes = d["classes"]
+        if not isinstance(classes, list) or not classes:
+            raise DataError(f"{where}: classes must be a non-empty list of names")
+        k = len(classes)
+        cm = d["confusion_matrix"]
+        if not (isinstance(cm, list) and len(cm) == k and all(isinstance(r, list) and len(r) == k for r in cm)):
+            raise DataError(f"{where}: confusion_matrix is not a {k}x{k} list of rows for the {k} classes")
+        report = d["report"]
+        if not isinstance(report, dict) or any(key not in report for key in REPORT_KEYS):
+            raise DataError(f"{where}: report must be a classification report with keys {list(REPORT_KEYS)}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in d.items() if key in names and value is not None}
+        values["classes"] = [str(c) for c in classes]
+        try:
+            return cls(**values)
+        except TypeError as e:
+            raise DataError(f"{where}: {e}") from None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The saved files of one training run, parsed and checked."""
+
+    run_dir: Path
+    config: RunConfig
+    history: list[dict[str, Any]]  # history.csv rows (HISTORY_FIELDS; missing values None)
+    metrics: RunMetrics
+    fmnist_version: str  # the version that wrote config.json
+    created: str  # when training started, "YYYY-mm-dd HH:MM:SS" local time
+    finished: datetime  # when metrics.json was written: the end of the run
+
+    @property
+    def model_path(self) -> Path:
+        return self.run_dir / MODEL_FILE
+
+    @property
+    def epochs(self) -> int:
+        """Epochs trained."""
+        return self.metrics.epochs or len(self.history)
+
+
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    """config.json: the resolved recipe and options, with the version and start time."""
+    created = time.strftime("%Y-%m-%d %H:%M:%S")
+    write_json(run_dir / CONFIG_FILE, config.to_dict() | {"fmnist_version": __version__, "created": created})
+
+
+def write_results(run_dir: Path, history: Sequence[dict[str, Any]], metrics: RunMetrics) -> None:
+    """history.csv, then metrics.json (its presence marks a finished run)."""
+    write_history(run_dir / HISTORY_FILE, history)
+    write_json(run_dir / METRICS_FILE, metrics.to_dict())
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds a finished run (config.json and metrics.json)."""
+    return (path / CONFIG_FILE).is_file() and (path / METRICS_FILE).is_file()
+
+
+def load_run(run_dir: str | os.PathLike) -> RunRecord:
+    """Read and check config.json, history.csv and metrics.json of a run directory."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"{run_dir}: no such run directory; pass a directory written by `fmnist train`")
+    config_path = run_dir / CONFIG_FILE
+    raw = read_json(config_path)
+    try:
+        config = RunConfig.from_dict(raw)
+    except FmnistError as e:
+        raise DataError(f"{config_path}: not a run configuration ({e})") from None
+    metrics_path = run_dir / METRICS_FILE
+    metrics = RunMetrics.from_dict(read_json(metrics_path), str(metrics_path))
+    history = read_history(run_dir / HISTORY_FILE)
+    if not history:
+        raise DataError(f"{run_dir / HISTORY_FILE}: no epochs recorded; the run did not finish an epoch")
+    return RunRecord(run_dir, config, history, metrics, str(raw.get("fmnist_version", "?")), str(raw.get("created", "")),
+                     datetime.fromtimestamp(metrics_path.stat().st_mtime))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or a DataError naming the file and the problem."""
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file missing; the run directory must be one written by `fmnist train`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e}); re-create it by training again") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def write_history(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> None:
+    """Write per-epoch rows to history.csv (HISTORY_FIELDS columns; missing values empty), atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(HISTORY_FIELDS)
+    for row in rows:
+        writer.writerow([_cell(row.get(k)) for k in HISTORY_FIELDS])
+    write_text(path, buf.getvalue())
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a history.csv: `epoch` as int, other columns as float, empty cells as None."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(f"{path}: history file not found; it is written by `fmnist train` into the run directory") from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [k for k in HISTORY_FIELDS if k not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{path}: not a history file, columns {missing} missing; expected header {','.join(HISTORY_FIELDS)}")
+    rows = []
+    for line_no, raw in enumerate(reader, start=2):
+        try:
+            row: dict[str, Any] = {k: (float(raw[k]) if raw[k] not in ("", None) else None) for k in HISTORY_FIELDS}
+            row["epoch"] = int(row["epoch"]) if row["epoch"] is not None else None
+        except ValueError:
+            raise DataError(f"{path}, line {line_no}: a value is not a number; fix or re-create the file by training again") from None
+        if row["epoch"] is None:
+            raise DataError(f"{path}, line {line_no}: the epoch column is empty")
+        rows.append(row)
+    return rows
