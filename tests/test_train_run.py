@@ -6,13 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from fmnist.config import RunConfig, TrainOptions
+from fmnist.config import RunConfig
 from fmnist.data.splits import holdout_split
 from fmnist.pipeline import train_run
-from fmnist.train.loop import TrainData, fit
 from fmnist.recipes import get_recipe
 from tests.helpers import make_split
 
@@ -96,16 +94,6 @@ def test_unknown_recipe_and_bad_options_exit_2(cli, tiny_data_dir):
     assert cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--device", "tpu").exit_code == 2
 
 
-def test_same_seed_gives_the_same_weights():
-    train, val = make_split(96, seed=3), make_split(32, seed=4)
-    recipe = get_recipe("minivgg").replace(epochs=1)
-    runs = [fit(recipe, TrainData((train.images, train.labels), (val.images, val.labels), 10), TrainOptions(seed=7)) for _ in range(2)]
-    a, b = (r.model.state_dict() for r in runs)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    other = fit(recipe, TrainData((train.images, train.labels), None, 10), TrainOptions(seed=8)).model.state_dict()
-    assert not all(torch.equal(a[k], other[k]) for k in a)
-
-
 def test_limit_and_holdout_use_seeded_disjoint_subsets(tiny_data_dir, tmp_path):
     labels = np.arange(1000) % 10
     tr, va = holdout_split(labels, 0.1, seed=0)
@@ -117,41 +105,3 @@ def test_limit_and_holdout_use_seeded_disjoint_subsets(tiny_data_dir, tmp_path):
     # 150 minus about 10% of each class (rounded per class) held out for validation.
     assert 130 <= config["options"]["train_images"] <= 140
     assert result.metrics.validation == "holdout"
-
-
-def test_running_stats_weigh_batches_by_size():
-    from fmnist.train.loop import RunningStats
-
-    stats = RunningStats(torch.device("cpu"))
-    # Batch 1: 4 images, mean loss 1.0, 3 right; batch 2: 2 images, mean loss 4.0, 0 right.
-    logits1 = torch.eye(3)[[0, 1, 2, 0]]
-    stats.add(torch.tensor(1.0), logits1, torch.tensor([0, 1, 2, 1]))
-    assert stats.read() == (1.0, 0.75)
-    stats.add(torch.tensor(4.0), torch.eye(3)[[0, 0]], torch.tensor([2, 2]))
-    loss, acc = stats.read()
-    assert loss == pytest.approx((4 * 1.0 + 2 * 4.0) / 6) and acc == pytest.approx(3 / 6)
-
-
-@pytest.mark.parametrize("kw", [{"momentum": 0.9}, {"momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}, {"momentum": 0.0}])
-def test_lean_sgd_matches_torch_fused_sgd(kw):
-    from fmnist.train.optim import LeanSGD
-
-    torch.manual_seed(0)
-    ours = [torch.randn(5, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
-    theirs = [t.detach().clone().requires_grad_() for t in ours]
-    opt_ours, opt_theirs = LeanSGD(ours, lr=0.1, fused=True, **kw), torch.optim.SGD(theirs, lr=0.1, fused=True, **kw)
-    for _ in range(4):
-        for a, b in zip(ours, theirs):
-            a.grad = torch.randn_like(a)
-            b.grad = a.grad.clone()
-        opt_ours.step()
-        opt_theirs.step()
-    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
-    # The same state layout, so checkpoints and load_state_dict work as with SGD.
-    assert opt_ours.state_dict()["state"].keys() == opt_theirs.state_dict()["state"].keys()
-    # A parameter without a gradient sends the step down SGD's own path, which skips it.
-    ours[1].grad = None
-    before = ours[1].detach().clone()
-    ours[0].grad = torch.ones_like(ours[0])
-    opt_ours.step()
-    assert torch.equal(ours[1], before)

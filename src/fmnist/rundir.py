@@ -205,3 +205,37 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise DataError(f"{path}, line {line_no}: the epoch column is empty")
         rows.append(row)
     return rows
+
+
+def find_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
+    """Every finished run directory under `root` (itself included), and one line per run that could not be read."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory; pass the directory that holds your runs (default runs/)")
+    records, problems = [], []
+    candidates = [root] if is_run_dir(root) else []
+    candidates += sorted(p.parent for p in root.rglob(METRICS_FILE) if p.parent != root and (p.parent / CONFIG_FILE).is_file())
+    for path in candidates:
+        try:
+            records.append(load_run(path))
+        except DataError as e:
+            problems.append(str(e))
+    return records, problems
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: {"recipe": {"optimizer": {"lr": 0.1}}} -> {"recipe.optimizer.lr": 0.1}."""
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, name + ".")
+        else:
+            flat[name] = value
+    return flat
+
+
+def config_differences(a: RunRecord, b: RunRecord) -> dict[str, tuple[Any, Any]]:
+    """The config settings in which two runs differ, by dotted key: (a's value, b's value); missing is None."""
+    fa, fb = flatten(a.config.to_dict()), flatten(b.config.to_dict())
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)}

@@ -16,7 +16,8 @@ def learning_rate(cfg: ScheduleConfig, base_lr: float, step: int, total_steps: i
         return base_lr / (1.0 + cfg.decay * step)
     warmup_steps = cfg.warmup * total_steps
     if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
+        # Never past the peak: with a warmup shorter than one step (a tiny run), (step + 1) / warmup_steps > 1.
+        return base_lr * min(1.0, (step + 1) / warmup_steps)
     progress = (step - warmup_steps) / max(1.0, total_steps - warmup_steps)
     progress = min(1.0, max(0.0, progress))
     final = base_lr * cfg.final

@@ -1,0 +1,57 @@
+"""`fmnist runs`: the typed run record's first user lists fresh runs with their accuracy and compares two."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture
+def two_runs(cli, tiny_data_dir, tmp_path):
+    root = tmp_path / "runs"
+    for name, seed, epochs in (("a", 0, 1), ("b", 5, 2)):
+        r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", str(epochs),
+                "--seed", str(seed), "--out", root / name, "--json")
+        assert r.exit_code == 0, r.stderr
+    return root
+
+
+def test_runs_json_lists_each_fresh_run_with_its_accuracy(cli, two_runs):
+    r = cli("runs", two_runs, "--json", "--sort", "epochs")
+    assert r.exit_code == 0, r.stderr
+    listing = json.loads(r.stdout)
+    assert [row["path"] for row in listing["runs"]] == [str(two_runs / "a"), str(two_runs / "b")]
+    recorded = json.loads((two_runs / "b" / "metrics.json").read_text())["test_accuracy"]
+    b = listing["runs"][1]
+    assert b["recipe"] == "mlp" and b["dataset"] == "idx" and b["epochs"] == 2 and b["test_accuracy"] == recorded
+    assert b["train_seconds"] > 0 and b["date"] and listing["skipped"] == []
+
+
+def test_runs_table_and_a_broken_run_is_skipped_with_a_note(cli, two_runs):
+    broken = two_runs / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    (broken / "metrics.json").write_text("{}")
+    r = cli("runs", two_runs)
+    assert r.exit_code == 0, r.stderr
+    assert "mlp" in r.stdout and str(two_runs / "a") in r.stdout and "%" in r.stdout
+    assert "skipped:" in r.stderr and "broken" in r.stderr
+
+
+def test_runs_compare_shows_only_what_differs(cli, two_runs):
+    r = cli("runs", "compare", two_runs / "a", two_runs / "b", "--json")
+    assert r.exit_code == 0, r.stderr
+    diff = json.loads(r.stdout)
+    assert diff["config"]["options.seed"] == [0, 5] and diff["config"]["recipe.epochs"] == [1, 2]
+    assert "recipe.model" not in diff["config"] and diff["metrics"]["epochs"] == [1, 2]
+    text = cli("runs", "compare", two_runs / "a", two_runs / "b").stdout
+    assert "options.seed" in text and "test accuracy" in text
+
+
+def test_runs_errors_exit_2(cli, tmp_path):
+    assert cli("runs", tmp_path / "missing").exit_code == 2
+    assert cli("runs", "compare", tmp_path).exit_code == 2
+    assert cli("runs", tmp_path, "--sort", "colour").exit_code == 2
+    r = cli("runs", tmp_path)
+    assert r.exit_code == 0 and "no finished runs" in r.stdout
