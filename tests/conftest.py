@@ -22,6 +22,7 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("xdg-cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.delenv("FMNIST_DATA_DIR", raising=False)
+    monkeypatch.delenv("FMNIST_CACHE", raising=False)  # the cache root follows XDG_CACHE_HOME here
     monkeypatch.setenv("COLUMNS", "200")
     return cache / "fmnist"
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from fmnist import checkpoint
 from fmnist.checkpoint import ModelMeta, load_model, read_meta, resolve_model_path, save_model
 from fmnist.errors import DataError
 from fmnist.models import build_model, list_models
@@ -206,3 +207,25 @@ def test_seed_architectures_round_trip(tmp_path, name):
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
+
+
+def test_a_model_file_written_before_tta_flip_was_a_field_still_loads(tmp_path):
+    # The layout the earlier code wrote: every ModelMeta field but tta_flip (which the recipe carried), each as
+    # sorted JSON, and a digest over exactly those fields and the tensors.
+    recipe = get_recipe("fast").replace(model="test-tiny", model_args={"width": 4})
+    model = tiny_model()
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    fields = {
+        "model": "test-tiny", "model_args": {"in_channels": 1, "num_classes": 3, "width": 4}, "classes": CLASSES,
+        "mean": 0.286, "std": 0.353, "input_size": [28, 28], "in_channels": 1, "recipe": recipe.to_dict(),
+        "metrics": {"test_accuracy": 0.9}, "dataset": "fashion-mnist", "dataset_checksum": "abc", "version": "0.1.0",
+        "created": "2026-11-30T10:00:00+00:00",
+    }
+    strings = {k: json.dumps(json.loads(json.dumps(v)), sort_keys=True) for k, v in fields.items()}
+    digest = checkpoint._digest(strings, tensors)
+    path = tmp_path / "old.safetensors"
+    save_file(tensors, str(path), metadata={"format": "fmnist-model", "format_version": "1", **strings, "digest": digest})
+    loaded, meta = load_model(path)
+    assert meta.tta_flip is True and meta.metrics == {"test_accuracy": 0.9}  # from the recipe, as before
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded(x), model(x))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fmnist.data import load_dataset, load_split
+from fmnist.data import load, load_dataset, load_split
 
 SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(
@@ -30,10 +29,8 @@ def one_cache_for_the_module(isolated_cache, shared_cache, monkeypatch):
     monkeypatch.delenv("FMNIST_MIRROR", raising=False)
 
 
-def test_system_copy_cold_then_warm():
-    start = time.perf_counter()
+def test_system_copy_cold_then_warm(monkeypatch):
     ds = load_dataset(download=False)
-    cold = time.perf_counter() - start
     assert (ds.name, ds.source, ds.source_dir, ds.verified) == ("fashion-mnist", "system", SYSTEM, True)
     assert ds.train.images.shape == (60000, 28, 28) and ds.test.images.shape == (10000, 28, 28)
     assert ds.train.images.dtype == np.uint8 and ds.train.labels.dtype == np.int64
@@ -41,15 +38,16 @@ def test_system_copy_cold_then_warm():
     assert ds.classes[0] == "T-shirt/top" and ds.classes[9] == "Ankle boot"
     assert ds.train.labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]  # the seeds' first plotted images
 
-    warm = []
-    for _ in range(3):
-        start = time.perf_counter()
-        again = load_dataset(download=False)
-        warm.append(time.perf_counter() - start)
+    # Warm: the verified arrays come from the cache; neither hashing nor IDX decoding runs again (the speed of a
+    # warm load is measured by the benchmarks, never asserted here).
+    def no_idx_read(path):
+        raise AssertionError(f"warm load read {path}")
+
+    monkeypatch.setattr(load, "read_idx", no_idx_read)
+    monkeypatch.setattr(load, "inspect_idx", no_idx_read)
+    again = load_dataset(download=False)
     assert again.checksum == ds.checksum and again.verified
     np.testing.assert_array_equal(again.test.images, ds.test.images)
-    print(f"\nreal Fashion-MNIST: cold load {cold:.3f} s, warm loads {', '.join(f'{t:.3f}' for t in warm)} s")
-    assert min(warm) < 0.5
 
 
 def test_load_split():
