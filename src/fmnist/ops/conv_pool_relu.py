@@ -1,135 +1,178 @@
-"""Fused CPU kernels, written in C, compiled on first use and called through ctypes.
+"""Conv 3x3 (one input channel) -> MaxPool 2x2 -> ReLU as one fused CPU kernel, registered as a torch op.
 
 `conv_pool_relu` runs Conv 3x3 (one input channel) -> MaxPool 2x2 -> ReLU, the first block of `baseline` and
 `seed003`, forward and backward in one pass each (the C file says how and why). On 2 cores it takes that block
 of a `baseline` training step from about 0.6 ms (a convolution, a pool, a ReLU, their backward kernels and the
 autocast casts) to about 0.1 ms.
 
-The library is built with the system's C compiler (`cc`, or $CC) for this machine's CPU and kept in
-<cache root>/kernels/ (fmnist.paths.cache_root: $FMNIST_CACHE, else
-$XDG_CACHE_HOME/fmnist, else ~/.cache/fmnist) under a name that hashes the source, the flags, the
-compiler and the CPU, so a changed file or another machine gets its own build. Building takes about a second.
-Where there is no compiler, or the build fails, or FMNIST_FUSED=0 is set, `library()` returns None and the
-models run their layers one by one as before; `status()` says which.
+The kernels are C (conv_pool_relu.c), built and loaded by fmnist.ops.build. They are registered as the custom
+ops `fmnist::conv_pool_relu_forward` and `fmnist::conv_pool_relu_backward`, each with a fake (shape and dtype)
+implementation and the forward with an autograd formula, so FakeTensor tracing and torch.compile see an
+opaque op with known output metadata instead of ctypes calls they cannot trace. Custom ops are not
+autocast-aware, so the wrapper reads the autocast state and passes the output dtype in as the `bf16` flag.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-
 import torch
+from torch import Tensor
 
-from fmnist.paths import cache_root
+from fmnist.ops import build
 
-SOURCE = Path(__file__).with_name("conv_pool_relu.c")
-FLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared")
-# Tried in order, so that a compiler without OpenMP (one thread then) or one that spells "this CPU" as
-# -mcpu=native still gets a build. Not without either: generic x86-64 code emulates the 16-lane vectors and
-# ran 30x slower than with -march=native, slower than PyTorch's layers.
-VARIANTS = (("-march=native", "-fopenmp"), ("-march=native",), ("-mcpu=native", "-fopenmp"), ("-mcpu=native",))
-SWITCH = "FMNIST_FUSED"  # "0" turns the fused kernels off (for comparisons, or to rule them out)
 TAPS = 9
 LANES = 16  # the kernel takes channels in blocks of 16
-
-_state: dict = {"tried": False, "lib": None, "why": "not loaded yet", "calls": 0}
-
-
-def cache_dir() -> Path:
-    """Where built libraries are kept: <cache root>/kernels (fmnist.paths.cache_root)."""
-    return cache_root() / "kernels"
+SWITCH = build.SWITCH  # the op's users (benchmarks/step_time.py) flip the switch without knowing the loader
+status = build.status  # one line: available, or why not
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+class CallCounter:
+    """A count of fused forward runs in this process; the trainer reads it to report whether the kernel ran."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def add(self) -> None:
+        """Count one run."""
+        self._count += 1
+
+    def __call__(self) -> int:
+        """The runs counted so far."""
+        return self._count
 
 
-def _cpu_signature() -> str:
-    """The CPU model and feature flags (-march=native code must not move to a CPU that lacks them)."""
-    fields = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "flags", "Features") and key not in fields:
-                fields[key] = value.strip()
-    except OSError:
-        pass
-    return f"{platform.machine()}|{fields}"
+calls = CallCounter()  # counted by the op's real implementation: tracing with fake tensors runs none
 
 
-def _build(cc: str) -> Path:
-    """The library for this source, compiler and CPU, from the first flag variant that compiles: read from the
-    cache, or built into a temporary file and renamed into place."""
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
-    identity = [SOURCE.read_bytes(), cc.encode(), version.encode(), _cpu_signature().encode()]
-    errors = []
-    for extra in VARIANTS:
-        flags = (*FLAGS, *extra)
-        key = hashlib.sha256(b"\0".join([*identity, " ".join(flags).encode()])).hexdigest()[:16]
-        target = cache_dir() / f"conv_pool_relu-{key}.so"
-        if target.exists():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            done = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300)
-            if done.returncode == 0:
-                os.replace(tmp, target)
-                return target
-            errors.append(f"{' '.join(extra) or 'plain'}: {done.stderr.strip()[-300:]}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise OSError(f"{cc} could not build {SOURCE.name}: " + " | ".join(errors))
+def _pooled(n: int, padding: int) -> int:
+    return (n + 2 * padding - 2) // 2
 
 
-def _load() -> ctypes.CDLL:
-    cc = _compiler()
-    if cc is None:
-        raise OSError("no C compiler (cc, gcc or $CC) on PATH")
-    lib = ctypes.CDLL(str(_build(cc)))
-    i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    lib.fmnist_conv_pool_relu_forward.argtypes = [ptr, i64, i64, i64, ptr, ptr, i64, cint, ptr, cint, ptr, cint]
-    lib.fmnist_conv_pool_relu_backward.argtypes = [ptr, i64, i64, i64, i64, cint, ptr, cint, ptr, ptr, ptr, ptr, cint]
-    lib.fmnist_conv_pool_relu_forward.restype = lib.fmnist_conv_pool_relu_backward.restype = cint
+def _kernels() -> build.Library:
+    lib = build.library()
+    if lib is None:
+        raise RuntimeError(f"conv_pool_relu: the fused kernels are {build.status()}")
     return lib
 
 
-def library() -> ctypes.CDLL | None:
-    """The compiled kernels, or None when they are switched off or cannot be built here (see `status`)."""
-    if os.environ.get(SWITCH, "1") == "0":
-        return None
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            _state["lib"], _state["why"] = _load(), "available"
-        except (OSError, subprocess.SubprocessError) as exc:
-            _state["lib"], _state["why"] = None, f"unavailable: {exc}"
-    return _state["lib"]
+def _check(x: Tensor, weight: Tensor, padding: int) -> None:
+    # The C code trusts its pointers and sizes: anything else would read or write out of bounds.
+    if (x.device.type != "cpu" or x.dim() != 4 or x.shape[1] != 1 or x.dtype != torch.float32
+            or weight.dim() != 4 or tuple(weight.shape[1:]) != (1, 3, 3)):  # fmt: skip
+        raise ValueError(f"conv_pool_relu: needs CPU fp32 x [N, 1, H, W] and weight [C, 1, 3, 3], got "
+                         f"{tuple(x.shape)} {x.dtype} on {x.device} and {tuple(weight.shape)}")  # fmt: skip
+    if padding not in (0, 1):
+        raise ValueError(f"conv_pool_relu: padding must be 0 or 1, got {padding}")
 
 
-def status() -> str:
-    """One line: whether the fused kernels are available, and why not when they are not."""
-    if os.environ.get(SWITCH, "1") == "0":
-        return f"off ({SWITCH}=0)"
-    library()
-    return _state["why"]
+@torch.library.custom_op("fmnist::conv_pool_relu_forward", mutates_args=())
+def conv_pool_relu_forward(
+    x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, bf16: bool
+) -> tuple[Tensor, Tensor]:
+    """(relu(max_pool2d(conv2d(x, weight, bias, padding), 2)), which window position won, as uint8 NHWC)."""
+    lib = _kernels()
+    _check(x, weight, padding)
+    n, _, h, w = x.shape
+    c, ho, wo = weight.shape[0], _pooled(h, padding), _pooled(w, padding)
+    calls.add()
+    x = x.contiguous()  # [N, 1, H, W]: with one channel, NCHW and channels-last are the same memory
+    wt = weight.detach().reshape(c, TAPS).t().contiguous().float()
+    b = bias.detach().contiguous().float() if bias is not None else torch.zeros(c)
+    # A fresh channels-last [N, C, Ho, Wo] tensor (a custom op may not return a view) holds NHWC memory, which
+    # is what the kernel writes.
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    out = torch.empty(n, c, ho, wo, dtype=dtype, memory_format=torch.channels_last)
+    arg = torch.empty(n, ho, wo, c, dtype=torch.uint8)
+    rc = lib.forward(
+        x.data_ptr(), n, h, w, wt.data_ptr(), b.data_ptr(), c, padding,
+        out.data_ptr(), int(bf16), arg.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    if rc != 0:
+        raise ValueError(f"conv_pool_relu: unsupported shape {tuple(x.shape)} with {c} filters")
+    return out, arg
 
 
-def calls() -> int:
-    """How many times a fused kernel has run forward in this process (a run reports whether it used one)."""
-    return _state["calls"]
+@conv_pool_relu_forward.register_fake
+def _forward_fake(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, bf16: bool) -> tuple[Tensor, Tensor]:
+    n, _, h, w = x.shape
+    c = weight.shape[0]
+    ho, wo = _pooled(h, padding), _pooled(w, padding)
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    out = torch.empty(n, c, ho, wo, dtype=dtype, device=x.device, memory_format=torch.channels_last)
+    return out, torch.empty(n, ho, wo, c, dtype=torch.uint8, device=x.device)
 
 
-def conv_pool_relu_applies(conv: torch.nn.Module, pool: torch.nn.Module, x: torch.Tensor) -> bool:
+@torch.library.custom_op("fmnist::conv_pool_relu_backward", mutates_args=())
+def conv_pool_relu_backward(
+    grad: Tensor, x: Tensor, arg: Tensor, weight: Tensor, padding: int
+) -> tuple[Tensor, Tensor]:
+    """(weight gradient shaped like `weight`, bias gradient [C]) from the output's gradient and the forward's arg."""
+    lib = _kernels()
+    _check(x, weight, padding)
+    n, _, h, w = x.shape
+    c, ho, wo = weight.shape[0], _pooled(h, padding), _pooled(w, padding)
+    if tuple(grad.shape) != (n, c, ho, wo) or tuple(arg.shape) != (n, ho, wo, c) or arg.dtype != torch.uint8:
+        raise ValueError(f"conv_pool_relu backward: grad {tuple(grad.shape)} and arg {tuple(arg.shape)} "
+                         f"{arg.dtype} do not fit x {tuple(x.shape)} with {c} filters")  # fmt: skip
+    g = grad.permute(0, 2, 3, 1)  # NHWC, the layout of `arg`
+    if g.dtype not in (torch.float32, torch.bfloat16):
+        g = g.float()
+    g = g.contiguous()
+    x = x.contiguous()
+    threads = torch.get_num_threads()
+    gwt = torch.empty(TAPS, c)
+    gb = torch.empty(c)
+    scratch = torch.empty(threads * (TAPS + 1) * c)
+    rc = lib.backward(
+        x.data_ptr(), n, h, w, c, padding, g.data_ptr(), int(g.dtype == torch.bfloat16),
+        arg.contiguous().data_ptr(), gwt.data_ptr(), gb.data_ptr(), scratch.data_ptr(), threads,
+    )  # fmt: skip
+    if rc != 0:
+        raise RuntimeError(f"conv_pool_relu backward: the kernel refused x {tuple(x.shape)} with {c} filters "
+                           f"and padding {padding} (return code {rc})")  # fmt: skip
+    gw = torch.empty_like(weight).copy_(gwt.t().reshape(weight.shape))
+    return gw, gb
+
+
+@conv_pool_relu_backward.register_fake
+def _backward_fake(grad: Tensor, x: Tensor, arg: Tensor, weight: Tensor, padding: int) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(weight), torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, weight, bias, padding, _ = inputs
+    ctx.save_for_backward(x, output[1], weight)
+    ctx.padding, ctx.has_bias = padding, bias is not None
+
+
+def _backward(ctx, grad: Tensor, _grad_arg: Tensor | None):
+    # No gradient for x: the models only fuse the stem where the input needs none (conv_pool_relu_applies).
+    x, arg, weight = ctx.saved_tensors
+    gw, gb = conv_pool_relu_backward(grad, x, arg, weight, ctx.padding)
+    return None, gw, gb if ctx.has_bias else None, None, None
+
+
+torch.library.register_autograd("fmnist::conv_pool_relu_forward", _backward, setup_context=_setup_context)
+
+
+def conv_pool_relu(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int) -> Tensor:
+    """relu(max_pool2d(conv2d(x, weight, bias, padding=padding), 2)) for one-channel x, as one kernel.
+
+    Under CPU autocast to bf16 the result is bf16 (as the convolution's would be), else fp32. It is an
+    [N, C, H, W] tensor in channels-last memory.
+    """
+    bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return conv_pool_relu_forward(x, weight, bias, padding, bf16)[0]
+
+
+@torch.compiler.assume_constant_result
+def _kernels_built() -> bool:
+    # Under torch.compile this runs once, at tracing, and its answer is baked into the graph: the loader (a
+    # cached build with subprocesses and file checks) cannot be traced and would split the graph.
+    # So FMNIST_FUSED set after a model was compiled does not change that compiled graph; eager calls read it.
+    return build.library() is not None
+
+
+def conv_pool_relu_applies(conv: torch.nn.Module, pool: torch.nn.Module, x: Tensor) -> bool:
     """Whether conv -> pool -> ReLU on `x` is what the fused kernel computes, and the kernel is here."""
     return (
         x.device.type == "cpu"
@@ -154,62 +197,5 @@ def conv_pool_relu_applies(conv: torch.nn.Module, pool: torch.nn.Module, x: torc
         and pool.dilation in (1, (1, 1))
         and not pool.ceil_mode
         and not pool.return_indices
-        and not torch.compiler.is_compiling()  # compiled graphs get the layers, which the compiler can fuse
-        and library() is not None
+        and _kernels_built()
     )
-
-
-def conv_pool_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
-    """relu(max_pool2d(conv2d(x, weight, bias, padding=padding), 2)) for one-channel x, as one kernel.
-
-    Under CPU autocast the result is in the autocast dtype (as the convolution's would be), else fp32. It is an
-    [N, C, H, W] tensor in channels-last memory.
-    """
-    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
-    if dtype not in (torch.float32, torch.bfloat16):
-        dtype = torch.float32
-    return _ConvPoolReLU.apply(x, weight, bias, padding, dtype)
-
-
-class _ConvPoolReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, padding, dtype):
-        lib = library()
-        _state["calls"] += 1
-        n, _, h, w = x.shape
-        c = weight.shape[0]
-        x = x.detach().contiguous()  # [N, 1, H, W]: with one channel, NCHW and channels-last are the same memory
-        wt = weight.detach().reshape(c, TAPS).t().contiguous()
-        b = bias.detach().contiguous() if bias is not None else torch.zeros(c)
-        ho, wo = (h + 2 * padding - 2) // 2, (w + 2 * padding - 2) // 2
-        out = torch.empty(n, ho, wo, c, dtype=dtype)
-        arg = torch.empty(n, ho, wo, c, dtype=torch.uint8)
-        rc = lib.fmnist_conv_pool_relu_forward(
-            x.data_ptr(), n, h, w, wt.data_ptr(), b.data_ptr(), c, padding,
-            out.data_ptr(), int(dtype == torch.bfloat16), arg.data_ptr(), torch.get_num_threads(),
-        )  # fmt: skip
-        if rc != 0:
-            raise ValueError(f"conv_pool_relu: unsupported shape {tuple(x.shape)} with {c} filters")
-        ctx.save_for_backward(x, arg, weight)
-        ctx.padding, ctx.has_bias = padding, bias is not None
-        return out.permute(0, 3, 1, 2)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, arg, weight = ctx.saved_tensors
-        n, _, h, w = x.shape
-        c = weight.shape[0]
-        g = grad.permute(0, 2, 3, 1)
-        if g.dtype not in (torch.float32, torch.bfloat16):
-            g = g.float()
-        g = g.contiguous()
-        threads = torch.get_num_threads()
-        gwt = torch.empty(TAPS, c)
-        gb = torch.empty(c)
-        scratch = torch.empty(threads * (TAPS + 1) * c)
-        library().fmnist_conv_pool_relu_backward(
-            x.data_ptr(), n, h, w, c, ctx.padding, g.data_ptr(), int(g.dtype == torch.bfloat16),
-            arg.data_ptr(), gwt.data_ptr(), gb.data_ptr(), scratch.data_ptr(), threads,
-        )  # fmt: skip
-        gw = torch.empty_like(weight).copy_(gwt.t().reshape(weight.shape))
-        return None, gw, gb if ctx.has_bias else None, None, None
