@@ -160,7 +160,7 @@ def test_zero_size_image():
 
 
 def test_unknown_mode():
-    with pytest.raises(UsageError, match="known modes: dataset"):
+    with pytest.raises(UsageError, match="known modes: auto, photo, dataset"):
         preprocess(Image.new("L", (28, 28)), mode="sketch")
     assert "dataset" in PREPROCESSORS
 

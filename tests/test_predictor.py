@@ -81,8 +81,9 @@ def test_predict_files(tmp_path, predictor):
     for i, img in enumerate(x):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(img).save(paths[-1])
-    preds = predictor.predict_files(paths)
-    probs = predictor.predict_proba(x)  # 28x28 PNGs load pixel for pixel
+    preds, failed = predictor.predict_files(paths)
+    probs = predictor.predict_proba(x)  # 28x28 PNGs load pixel for pixel (auto: dataset mode)
+    assert failed == [] and {p.preprocess for p in preds} == {"dataset"}
     assert [p.path for p in preds] == [str(p) for p in paths]
     for pred, p in zip(preds, probs):
         assert len(pred.top) == 3
@@ -94,10 +95,12 @@ def test_predict_files(tmp_path, predictor):
     assert d["top"][0] == {"index": preds[0].index, "name": preds[0].name, "probability": preds[0].probability}
 
 
-def test_predict_files_bad_file_names_it(tmp_path, predictor):
+def test_predict_files_bad_file_names_it_and_the_others_are_predicted(tmp_path, predictor):
     (tmp_path / "notes.png").write_text("not a picture")
-    with pytest.raises(DataError, match="notes.png"):
-        predictor.predict_files([tmp_path / "notes.png"])
+    Image.fromarray(images(1)[0]).save(tmp_path / "good.png")
+    preds, failed = predictor.predict_files([tmp_path / "notes.png", tmp_path / "good.png"])
+    assert [p.path for p in preds] == [str(tmp_path / "good.png")]
+    assert len(failed) == 1 and failed[0][0] == str(tmp_path / "notes.png") and "notes.png" in failed[0][1]
 
 
 def test_evaluate(predictor):

@@ -62,6 +62,9 @@ class ModelMeta:
     # Average the logits of the image and its left-right mirror. None (files written before this field): read
     # from the recipe, as those files did.
     tta_flip: bool | None = None
+    # The top probability below which a prediction is flagged "not confident" (chosen on held-out data at
+    # training; None: fmnist.inference.DEFAULT_CONFIDENCE).
+    confidence_threshold: float | None = None
     input_size: tuple[int, int] = (28, 28)  # (height, width) in pixels
     in_channels: int = 1
     recipe: dict[str, Any] | None = None  # Recipe.to_dict() of the training run
@@ -244,6 +247,9 @@ def _check_meta(meta: ModelMeta, where: str, error: type[Exception]) -> None:
         problems.append(f"model_args in_channels={args['in_channels']} but the input has {meta.in_channels}")
     if not isinstance(meta.tta_flip, bool):
         problems.append("tta_flip must be true or false")
+    if meta.confidence_threshold is not None and not (isinstance(meta.confidence_threshold, (int, float))
+                                                      and 0 <= meta.confidence_threshold <= 1):
+        problems.append("confidence_threshold must be a probability or null")
     if not meta.std > 0:
         problems.append(f"std must be positive, got {meta.std}")
     if meta.recipe is not None and not isinstance(meta.recipe, dict):

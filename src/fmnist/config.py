@@ -239,7 +239,7 @@ class TrainOptions:
 
 
 # config.json's "options" object holds the TrainOptions fields and these run fields side by side.
-_RUN_FIELDS = ("dataset", "data_dir", "limit", "data_source", "train_images")
+_RUN_FIELDS = ("dataset", "data_dir", "limit", "data_source", "train_images", "init", "mix")
 
 
 @dataclass(frozen=True)
@@ -255,16 +255,21 @@ class RunConfig:
     # Filled in once the data is loaded (None before): where it came from and how many images trained.
     data_source: str | None = None
     train_images: int | None = None
+    init: Path | None = None  # a model file whose weights training starts from (fine-tuning)
+    mix: int = 0  # with --dataset folder: this many Fashion-MNIST training images mixed in, so it is not forgotten
 
     def __post_init__(self) -> None:
         _raise("run", _problems({
+            f"--mix must be a whole number >= 0, got {self.mix!r}": _whole(self.mix) and self.mix >= 0,
             "recipe must be a Recipe": isinstance(self.recipe, Recipe),
             "options must be TrainOptions": isinstance(self.options, TrainOptions),
             "dataset must be a non-empty name": isinstance(self.dataset, str) and bool(self.dataset),
             f"--limit must be a whole number >= 1, got {self.limit!r}": self.limit is None or (_whole(self.limit) and self.limit >= 1),
         }))
-        if self.data_dir is not None and not isinstance(self.data_dir, Path):
-            object.__setattr__(self, "data_dir", Path(self.data_dir))
+        for key in ("data_dir", "init"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, key, Path(value))
 
     def to_dict(self) -> dict[str, Any]:
         """config.json's content: {"recipe": {...}, "options": {TrainOptions fields + run fields}}."""
@@ -274,6 +279,8 @@ class RunConfig:
             "limit": self.limit,
             "data_source": self.data_source,
             "train_images": self.train_images,
+            "init": str(self.init) if self.init else None,
+            "mix": self.mix,
         }
         return {"recipe": self.recipe.to_dict(), "options": options}
 
@@ -286,6 +293,7 @@ class RunConfig:
         if not isinstance(options, dict):
             raise UsageError("a run configuration's 'options' must be an object")
         run = {k: options.get(k) for k in _RUN_FIELDS if options.get(k) is not None}
-        if run.get("data_dir"):
-            run["data_dir"] = Path(run["data_dir"])
+        for key in ("data_dir", "init"):
+            if run.get(key):
+                run[key] = Path(run[key])
         return cls(recipe=Recipe.from_dict(d["recipe"]), options=TrainOptions.from_dict(options), **run)

@@ -26,9 +26,13 @@ from fmnist.checkpoint import ModelMeta, load_model
 from fmnist.data.transforms import normalize
 from fmnist.runtime import autocast, resolve_device
 from fmnist.errors import DataError
-from fmnist.imaging import load_images
+from fmnist.imaging import Preprocessed, check_mode, prepare_file
 
 TOP_K = 3  # alternatives reported per prediction
+# A prediction is "confident" when its top probability reaches the model's threshold. A model trained with a
+# held-out split stores one chosen there (CONFIDENCE_QUANTILE); other models use DEFAULT_CONFIDENCE.
+DEFAULT_CONFIDENCE = 0.5
+CONFIDENCE_QUANTILE = 0.05  # the threshold passes 95% of the held-out images: the rest, and oddities, are flagged
 
 
 @dataclass
@@ -40,11 +44,26 @@ class Prediction:
     name: str
     probability: float
     top: list[tuple[int, str, float]]
+    confident: bool = True  # probability >= the model's confidence threshold
+    preprocess: str = "dataset"  # the preprocessing mode that ran
+    image: np.ndarray | None = None  # uint8 [28, 28]: what the model saw
+    probabilities: list[float] | None = None  # every class's, in class order
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (top as a list of {index, name, probability})."""
-        return {"path": self.path, "index": self.index, "name": self.name, "probability": self.probability,
-                "top": [{"index": i, "name": n, "probability": p} for i, n, p in self.top]}
+        """A JSON-ready dict (top as a list of {index, name, probability}; without the image)."""
+        d = {"path": self.path, "index": self.index, "name": self.name, "probability": self.probability,
+             "confident": self.confident, "preprocess": self.preprocess,
+             "top": [{"index": i, "name": n, "probability": p} for i, n, p in self.top]}
+        if self.probabilities is not None:
+            d["probabilities"] = self.probabilities
+        return d
+
+
+def confidence_threshold(probabilities: np.ndarray, quantile: float = CONFIDENCE_QUANTILE) -> float:
+    """The top probability that `1 - quantile` of these (held-out) rows [N, K] reach: the confidence threshold."""
+    if len(probabilities) == 0:
+        return DEFAULT_CONFIDENCE
+    return float(np.quantile(probabilities.max(axis=1), quantile))
 
 
 def logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, amp: torch.dtype | None = None) -> torch.Tensor:
@@ -92,6 +111,7 @@ class Predictor:
         self.meta = meta
         self.classes = list(meta.classes)
         self.tta_flip = meta.tta_flip
+        self.threshold = meta.confidence_threshold if meta.confidence_threshold is not None else DEFAULT_CONFIDENCE
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Predictor":
@@ -112,17 +132,34 @@ class Predictor:
         logits = torch.from_numpy(self.predict_logits(images, batch_size))
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict_files(self, paths: Sequence[str | os.PathLike], mode: str = "dataset") -> list[Prediction]:
-        """The predicted class of each image file, preprocessed with `mode` (see fmnist.imaging)."""
-        probs = self.predict_proba(load_images(paths, mode))
+    def predict_prepared(self, prepared: Sequence[Preprocessed], names: Sequence[str]) -> list[Prediction]:
+        """Predictions for already preprocessed images, named by `names`."""
+        if not prepared:
+            return []
+        probs = self.predict_proba(np.stack([p.image for p in prepared]))
         k = min(TOP_K, len(self.classes))
         predictions = []
-        for path, p in zip(paths, probs):
+        for name, item, p in zip(names, prepared, probs):
             order = np.argsort(-p, kind="stable")[:k]  # ties keep the lower class index first
             top = [(int(i), self.classes[i], float(p[i])) for i in order]
-            index, name, probability = top[0]
-            predictions.append(Prediction(str(Path(path)), index, name, probability, top))
+            index, label, probability = top[0]
+            predictions.append(Prediction(name, index, label, probability, top, probability >= self.threshold,
+                                          item.mode, item.image, [float(v) for v in p]))
         return predictions
+
+    def predict_files(self, paths: Sequence[str | os.PathLike], mode: str = "auto"
+                      ) -> tuple[list[Prediction], list[tuple[str, str]]]:
+        """The predicted class of each readable image file, preprocessed with `mode` (see fmnist.imaging), and
+        (path, reason) for each file that could not be read or preprocessed (skipped, not fatal)."""
+        check_mode(mode)
+        prepared, names, failed = [], [], []
+        for path in paths:
+            try:
+                prepared.append(prepare_file(path, mode))
+                names.append(str(Path(path)))
+            except DataError as e:
+                failed.append((str(path), str(e)))
+        return self.predict_prepared(prepared, names), failed
 
     def _check_images(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images)

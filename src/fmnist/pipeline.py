@@ -8,22 +8,28 @@ montage.png, misclassified.png and report.md. Every file is written atomically.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from fmnist.checkpoint import ModelMeta, save_model
+from fmnist.checkpoint import ModelMeta, load_model, read_meta, save_model
 from fmnist.config import Recipe, RunConfig
-from fmnist.data import Dataset, load_dataset
+from fmnist.data import DEFAULT_DATASET, Dataset, Split, get_spec, load_dataset, load_split
 from fmnist.data.splits import describe_validation, split_for_validation, subset
-from fmnist.inference import Predictor, evaluate
+from fmnist.errors import UsageError
+from fmnist.imaging.folder import folder_dataset
+from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.plots.evaluation import plot_misclassified, plot_montage
 from fmnist.reports.run import render_run_report
 from fmnist.rundir import MODEL_FILE, RunMetrics, write_config, write_results
 from fmnist.train.loop import Callbacks, TrainData, TrainResult, fit
+
+FOLDER = "folder"  # --dataset folder: an image folder, DIR/<class>/*
 
 
 @dataclass
@@ -46,9 +52,46 @@ def default_run_dir(recipe: str, root: Path = Path("runs")) -> Path:
     return path
 
 
+def starting_weights(cfg: RunConfig) -> tuple[dict[str, torch.Tensor] | None, ModelMeta | None]:
+    """The state dict and meta of cfg.init, checked against the recipe's architecture (None, None without --init)."""
+    if cfg.init is None:
+        return None, None
+    meta = read_meta(cfg.init)
+    recipe = cfg.recipe
+    if meta.model != recipe.model or {k: v for k, v in meta.model_args.items() if k not in ("in_channels", "num_classes")} \
+            != json.loads(json.dumps(recipe.model_args)):
+        trained = (meta.recipe or {}).get("name", "?")
+        raise UsageError(f"--init {cfg.init} is a {meta.model!r} {meta.model_args} (trained with recipe {trained!r}), "
+                         f"but recipe {recipe.name!r} builds {recipe.model!r} {recipe.model_args}; fine-tune with the "
+                         f"recipe the model was trained with (`fmnist train {trained} --init ...`)")
+    model, meta = load_model(cfg.init)
+    return model.state_dict(), meta
+
+
+def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
+    """The run's dataset: a registered one, or with dataset "folder" an image folder (through the photo
+    preprocessing) in the classes of the starting model or of Fashion-MNIST, with `mix` Fashion-MNIST training
+    images added."""
+    if cfg.dataset != FOLDER:
+        return load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    if cfg.data_dir is None:
+        raise UsageError("--dataset folder needs --data-dir DIR: a folder of DIR/<class>/ images (or DIR/train/ and DIR/test/)")
+    classes = classes or list(get_spec(DEFAULT_DATASET).classes)
+    ds, _ = folder_dataset(cfg.data_dir, classes, seed=cfg.options.seed)
+    if cfg.mix:
+        fashion = load_split("train", DEFAULT_DATASET)
+        if list(fashion.classes) != list(classes):
+            raise UsageError("--mix adds Fashion-MNIST images, so the folder's classes must be Fashion-MNIST's")
+        images, labels = subset(fashion.images, fashion.labels, cfg.mix, cfg.options.seed)
+        train = Split(np.concatenate([ds.train.images, images]), np.concatenate([ds.train.labels, labels]), ds.classes)
+        ds = dataclasses.replace(ds, train=train)
+    return ds
+
+
 def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Dataset | None = None) -> RunResult:
     """Train cfg.recipe, save the model, evaluate it on the test set and write the run directory."""
-    ds = dataset or load_dataset(cfg.dataset, data_dir=cfg.data_dir)
+    init, init_meta = starting_weights(cfg)
+    ds = dataset or load_data(cfg, list(init_meta.classes) if init_meta else None)
     recipe = cfg.recipe
     images, labels = ds.train.images, ds.train.labels
     if cfg.limit:
@@ -61,12 +104,16 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     cfg = dataclasses.replace(cfg, data_source=ds.source, train_images=len(train[1]))
     write_config(run_dir, cfg)
 
-    result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks)
+    result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks, init=init)
 
     meta = ModelMeta.for_recipe(recipe, list(ds.classes), dataset=ds.name, dataset_checksum=ds.checksum)
+    predictor = Predictor(result.model, meta, device=result.device)
+    if recipe.validation == "holdout" and val is not None and len(val[1]):
+        # "Not confident" below the top probability that 95% of the held-out images reach (never the test set).
+        meta = dataclasses.replace(meta, confidence_threshold=confidence_threshold(predictor.predict_proba(val[0])))
     # The test figures come from the same code path as `fmnist evaluate` (fp32, eval mode), so evaluating
     # the saved file later reproduces them exactly.
-    ev = evaluate(Predictor(result.model, meta, device=result.device), *test)
+    ev = evaluate(predictor, *test)
     metrics = test_metrics(ds, recipe, result, ev)
     meta = dataclasses.replace(meta, metrics={"test_accuracy": metrics.test_accuracy, "test_loss": metrics.test_loss})
     save_model(run_dir / MODEL_FILE, result.model, meta)

@@ -22,7 +22,7 @@ DataDirOption = Annotated[
 ]
 DatasetOption = Annotated[
     Optional[str],
-    typer.Option("--dataset", help="fashion-mnist, mnist, kmnist, or idx (any directory of IDX files; needs --data-dir).", show_default=False),
+    typer.Option("--dataset", help="fashion-mnist, mnist, kmnist, idx (any directory of IDX files) or folder (DIR/<class>/ images); the last two need --data-dir.", show_default=False),
 ]
 DeviceOption = Annotated[
     Optional[str],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,12 +13,18 @@ from fmnist.cli.common import DataDirOption, DeviceOption, JsonOption, out, prin
 def evaluate(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="A model.safetensors file or a run directory.")],
+    images: Annotated[Optional[Path], typer.Option("--images", help=(
+        "Evaluate on a folder of your own images, DIR/<class name>/*, instead of the test set."), show_default=False)] = None,
+    preprocess: Annotated[str, typer.Option("--preprocess", help="With --images: auto, photo or dataset.")] = "auto",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help=(
+        "With --images: where the montage and results go (default runs/evaluate-<DIR>-<timestamp>)."), show_default=False)] = None,
     data_dir: DataDirOption = None,
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Evaluate a saved model on its dataset's test set and print the classification report."""
+    """Evaluate a saved model on its dataset's test set (or on --images DIR) and print the classification report."""
     from fmnist.data import load_split
+    from fmnist.errors import UsageError
     from fmnist.inference import Predictor, evaluate as evaluate_model
     from fmnist.metrics import classification_report, format_report
     from fmnist.rundir import is_run_dir, load_run
@@ -28,9 +34,20 @@ def evaluate(
     configure_process()
     predictor = Predictor.from_file(model, device=resolve_device(s.device))
     meta = predictor.meta
+    run = load_run(model) if model.is_dir() and is_run_dir(model) else None
+    if images is None and meta.dataset == "folder":
+        # A model fine-tuned on an image folder is scored on that folder's test images.
+        folder = run.config.data_dir if run is not None else None
+        if folder is None:
+            raise UsageError(f"{model} was trained on an image folder: pass it with --images DIR")
+        images = folder / "test" if (folder / "test").is_dir() else folder
+    if images is not None:
+        from fmnist.cli.photo_eval import evaluate_folder
+
+        evaluate_folder(predictor, model, images, preprocess, out_dir, as_json)
+        return
     # The dataset the model was trained on (named in the file), and the figure recorded at training: from the
     # run's record when MODEL is a run directory, else from the model file's metadata.
-    run = load_run(model) if model.is_dir() and is_run_dir(model) else None
     recorded = run.metrics.test_accuracy if run is not None else (meta.metrics or {}).get("test_accuracy")
     data_dir = s.data_dir if s.data_dir is not None else (run.config.data_dir if run is not None else None)
     test = load_split("test", meta.dataset, data_dir=data_dir)

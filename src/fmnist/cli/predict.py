@@ -1,4 +1,4 @@
-"""`fmnist predict MODEL IMAGE...`: class index, name and top-3 probabilities per image file."""
+"""`fmnist predict MODEL IMAGE...`: class, confidence, top-3 probabilities and the preprocessing per image file."""
 
 from __future__ import annotations
 
@@ -6,35 +6,53 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from fmnist.cli.common import DeviceOption, JsonOption, out, print_json, settings
+from fmnist.cli.common import DeviceOption, JsonOption, err, out, print_json, settings
 
 
 def predict(
     ctx: typer.Context,
     model: Annotated[Path, typer.Argument(help="A model.safetensors file or a run directory.")],
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, WebP; any size and mode).")],
-    mode: Annotated[str, typer.Option(help="Preprocessing: 'dataset' (grayscale, resize to 28x28, as the seeds do).")] = "dataset",
+    images: Annotated[list[Path], typer.Argument(help="Image files or directories of them (PNG, JPEG, BMP, WebP, ...).")],
+    preprocess: Annotated[str, typer.Option("--preprocess", "--mode", help=(
+        "auto (dataset-style images as they are, photos through the photo pipeline), photo, or dataset "
+        "(grayscale and resize to 28x28, as the seeds do)."))] = "auto",
     device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Predict the class of each image file."""
+    """Predict the class of each image file; a file that cannot be read is reported and the others still predicted.
+
+    Exit code 0 when every file was predicted, 2 when some could not be read.
+    """
+    from fmnist.errors import DataError
+    from fmnist.imaging import IMAGE_SUFFIXES, check_mode, image_files
     from fmnist.inference import Predictor
     from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, device=device)
+    check_mode(preprocess)
     configure_process()
     predictor = Predictor.from_file(model, device=resolve_device(s.device))
-    predictions = predictor.predict_files(images, mode=mode)
+    files = image_files(images)
+    if not files:
+        raise DataError(f"no image files in {', '.join(map(str, images))} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    predictions, failed = predictor.predict_files(files, mode=preprocess)
     if as_json:
-        print_json([p.to_dict() for p in predictions])
-        return
-    table = Table("image", "class", "name", "top-3")
-    for p in predictions:
-        top = ", ".join(f"{name} {prob * 100:.1f}%" for _, name, prob in p.top)
-        table.add_row(str(p.path), str(p.index), p.name, top)
-    out.print(table)
+        print_json([p.to_dict() for p in predictions] + [{"path": path, "error": why} for path, why in failed])
+    else:
+        table = Table("image", "class", "name", "confident", "top-3", "preprocess")
+        for p in predictions:
+            top = ", ".join(f"{name} {prob * 100:.1f}%" for _, name, prob in p.top)
+            table.add_row(escape(str(p.path)), str(p.index), escape(p.name), "yes" if p.confident else "[yellow]no[/]",
+                          escape(top), p.preprocess)
+        if predictions:
+            out.print(table)
+        for _, why in failed:
+            err.print(f"skipped: {why}", markup=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,11 @@ def train(
     val: Annotated[Optional[str], typer.Option("--val", help="Validation protocol: test, holdout or none.")] = None,
     precision: Annotated[str, typer.Option(help="recipe (its own choice), auto (bf16 where the hardware has it), bf16 or fp32.")] = "recipe",
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<recipe>-<timestamp>).")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help=(
+        "Start from this model's weights (fine-tuning; same recipe architecture), e.g. with --dataset folder."),
+        show_default=False)] = None,
+    mix: Annotated[int, typer.Option("--mix", min=0, help=(
+        "With --dataset folder: add N Fashion-MNIST training images so the model does not forget them."))] = 0,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
     device: DeviceOption = None,
@@ -47,6 +52,8 @@ def train(
         data_dir=s.data_dir,
         limit=limit,
         out=out_dir,
+        init=init,
+        mix=mix,
     )
     configure_process()
     result = train_run(cfg, callbacks=EpochProgress())

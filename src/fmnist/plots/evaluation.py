@@ -63,7 +63,7 @@ def _label_font(text_px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit_font(draw: ImageDraw.ImageDraw, texts: Sequence[str], width: int, size: int) -> Any:
+def fit_font(draw: ImageDraw.ImageDraw, texts: Sequence[str], width: int, size: int) -> Any:
     """The largest default font (at most size/7 px) in which every text fits within `width` pixels."""
     for px in range(max(8, size // 7), 7, -1):
         font = _label_font(px)
@@ -84,7 +84,7 @@ def plot_montage(images: Any, labels: Any, preds: Any, classes: Sequence[str], p
     montage = Image.new("RGB", (grid * size, grid * size))
     draw = ImageDraw.Draw(montage)
     names = [str(classes[int(p)]) for p in preds]
-    font = _fit_font(draw, names, size - 6, size)
+    font = fit_font(draw, names, size - 6, size)
     for idx in range(n):
         # Bilinear upscaling, as the seed's cv2.INTER_LINEAR; grayscale becomes RGB so the label can be coloured.
         tile = Image.fromarray(images[idx]).resize((size, size), Image.Resampling.BILINEAR).convert("RGB")

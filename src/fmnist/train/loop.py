@@ -20,6 +20,7 @@ from torch import nn
 
 from fmnist.config import Recipe, TrainOptions
 from fmnist.data.transforms import to_device_tensors
+from fmnist.errors import UsageError
 from fmnist.inference import batched_logits, loss_and_accuracy
 from fmnist.models import build_model
 from fmnist.ops import conv_pool_relu as fused
@@ -147,12 +148,20 @@ class Loop:
         return self.x.device
 
 
-def start(recipe: Recipe, data: TrainData, options: TrainOptions) -> Loop:
-    """Build the model, optimizer and device tensors for `recipe`, seeded by options.seed."""
+def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str, torch.Tensor] | None = None) -> Loop:
+    """Build the model, optimizer and device tensors for `recipe`, seeded by options.seed; with `init`, the model
+    starts from those weights (a state dict of the same architecture)."""
     device = resolve_device(options.device)
     amp = resolve_precision(recipe.precision if options.precision == "recipe" else options.precision, device)
     torch.manual_seed(options.seed)
-    model = build_model(recipe.model, in_channels=1, num_classes=data.num_classes, **recipe.model_args).to(device)
+    model = build_model(recipe.model, in_channels=1, num_classes=data.num_classes, **recipe.model_args)
+    if init is not None:
+        try:
+            model.load_state_dict(init, strict=True)
+        except RuntimeError as e:
+            raise UsageError(f"the starting weights do not fit recipe {recipe.name!r} ({recipe.model} "
+                             f"{recipe.model_args}, {data.num_classes} classes): {str(e).splitlines()[0]}") from None
+    model = model.to(device)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     x, y = to_device_tensors(*data.train, device, recipe.mean, recipe.std, options.channels_last)
@@ -232,10 +241,11 @@ def validate(loop: Loop, xv: torch.Tensor, yv: torch.Tensor, options: TrainOptio
         loop.ema.swap()
 
 
-def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callbacks | None = None) -> TrainResult:
-    """Train `recipe` on data.train; validate on data.val after every epoch when given."""
+def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callbacks | None = None,
+        init: dict[str, torch.Tensor] | None = None) -> TrainResult:
+    """Train `recipe` on data.train (from the weights `init` when given); validate on data.val after every epoch."""
     cb = callbacks or Callbacks()
-    loop = start(recipe, data, options)
+    loop = start(recipe, data, options, init)
     xv = yv = None
     if data.val is not None and len(data.val[0]):
         xv, yv = to_device_tensors(*data.val, loop.device, recipe.mean, recipe.std, options.channels_last)

@@ -1,19 +1,10 @@
-"""Image files to model input: uint8 grayscale arrays [28, 28], the way the dataset's images look.
-
-Every preprocessing mode maps a Pillow image of any size and mode to uint8 [28, 28]:
-    dataset  the seeds' way: 8-bit grayscale, plain resize to 28x28 (aspect ratio not kept). Right for
-             images that already look like Fashion-MNIST (light article on black, centred, filling the frame).
-A later issue adds "photo" (Zalando's conversion for real-world photos: trim the background border, resize
-the longest edge to 28, sharpen, pad to 28x28 centred, negate so the article is light on black) to
-PREPROCESSORS; nothing else needs to change.
-"""
+"""Image files to Pillow images: decoded safely (size limits, truncation, EXIF orientation), and to 8-bit grayscale."""
 
 from __future__ import annotations
 
 import io
 import os
 import warnings
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from struct import error as struct_error
 from typing import BinaryIO, Union
@@ -21,9 +12,8 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fmnist.errors import DataError, UsageError
+from fmnist.errors import DataError
 
-SIZE = (28, 28)  # (width, height) of the model input, in pixels
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
 
 
@@ -59,28 +49,6 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
     return img
 
 
-def load_image(source: ImageSource, mode: str = "dataset", name: str | None = None) -> np.ndarray:
-    """An image file as model input: uint8 [28, 28], preprocessed with `mode` (see PREPROCESSORS)."""
-    return preprocess(open_image(source, name), mode)
-
-
-def load_images(paths: Sequence[str | os.PathLike], mode: str = "dataset") -> np.ndarray:
-    """Several image files as one uint8 batch [N, 28, 28]."""
-    images = [load_image(p, mode) for p in paths]
-    return np.stack(images) if images else np.zeros((0, SIZE[1], SIZE[0]), np.uint8)
-
-
-def preprocess(img: Image.Image, mode: str = "dataset") -> np.ndarray:
-    """A Pillow image of any size and mode as model input: uint8 [28, 28], by the named preprocessing mode."""
-    try:
-        fn = PREPROCESSORS[mode]
-    except KeyError:
-        raise UsageError(f"unknown preprocessing mode {mode!r}; known modes: {', '.join(PREPROCESSORS)}") from None
-    if img.width == 0 or img.height == 0:
-        raise DataError(f"image has zero size ({img.width}x{img.height}); pass a non-empty image")
-    return fn(img)
-
-
 def to_grayscale(img: Image.Image) -> Image.Image:
     """8-bit grayscale ("L") of any Pillow image.
 
@@ -102,24 +70,6 @@ def to_grayscale(img: Image.Image) -> Image.Image:
         return img.convert("RGB").convert("L")
 
 
-def resize_dataset(img: Image.Image) -> np.ndarray:
-    """The seeds' preprocessing: grayscale, then stretch to 28x28 whatever the aspect ratio."""
-    gray = to_grayscale(img)
-    # Lanczos, antialiased: a large photo shrunk to 28x28 keeps its edges without aliasing (the seeds'
-    # Keras load_img uses nearest, which drops most pixels). reducing_gap=3 first box-reduces by an integer
-    # factor, making multi-megapixel inputs cheap with a result Pillow documents as indistinguishable.
-    # A 28x28 input is returned unchanged, pixel for pixel.
-    if gray.size != SIZE:
-        gray = gray.resize(SIZE, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return np.asarray(gray, dtype=np.uint8).copy()
-
-
-# Preprocessing modes by name: each maps a Pillow image to uint8 [28, 28]. "photo" is to come (see top).
-PREPROCESSORS: dict[str, Callable[[Image.Image], np.ndarray]] = {
-    "dataset": resize_dataset,
-}
-
-
 def _stretch_to_8bit(img: Image.Image) -> Image.Image:
     """Map a 16/32-bit integer or float image linearly from [min(0, lowest), highest] to 0..255."""
     a = np.asarray(img, dtype=np.float32).copy()  # [H, W]; float32 halves the memory of float64
@@ -136,3 +86,18 @@ def _source_name(source: ImageSource) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
     return str(getattr(source, "name", "<image data>"))
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
+    """`paths` with each directory replaced by the image files in it (by suffix, sorted; hidden files skipped)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        else:
+            files.append(path)
+    return files

@@ -1,0 +1,125 @@
+"""Image-folder datasets: DIR/<class>/<image>, read through the same preprocessing as `fmnist predict`.
+
+A class folder's name matches a class name with case and punctuation forgiven ("t-shirt_top", "T-shirt top" and
+"tshirttop" all name "T-shirt/top"; so does either half of a name with a slash, "tshirt" or "top", when no other
+class shares it), or is a class index ("0".."9"). With `train/` and `test/` subfolders each is one split. A file
+that cannot be read or preprocessed is listed and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fmnist.data import Dataset, Split
+from fmnist.data.splits import holdout_split
+from fmnist.errors import DataError
+from fmnist.imaging.decode import image_files
+from fmnist.imaging.modes import prepare_file
+from fmnist.imaging.photo import flatten_alpha
+
+THUMB = 64  # longest edge of the thumbnails kept for montages, in pixels
+TEST_FRACTION = 0.2  # held out as the test split of a folder without train/ and test/
+
+
+def simplify(name: str) -> str:
+    """A name with case and punctuation forgiven: lower case letters and digits only."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def class_aliases(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """Every spelling a folder may use for each class index: the simplified name, its index, and each part of a
+    name with a slash when no other class claims that part."""
+    aliases: dict[str, int] = {}
+    parts: dict[str, set[int]] = {}
+    for i, name in enumerate(classes):
+        aliases[simplify(name)] = i
+        aliases[str(i)] = i
+        for part in re.split(r"[/|]", name):
+            if simplify(part):
+                parts.setdefault(simplify(part), set()).add(i)
+    for part, owners in parts.items():
+        if len(owners) == 1:
+            aliases.setdefault(part, next(iter(owners)))
+    return aliases
+
+
+def match_classes(folders: list[str], classes: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """Folder name -> class index; DataError naming every folder that matches no class (and the class names)."""
+    aliases = class_aliases(classes)
+    unknown = [f for f in folders if simplify(f) not in aliases]
+    if unknown:
+        raise DataError(f"class folders {', '.join(map(repr, unknown))} match none of the model's classes "
+                        f"({', '.join(classes)}); name each folder after a class (case and punctuation do not matter) "
+                        "or by its index")
+    return {f: aliases[simplify(f)] for f in folders}
+
+
+@dataclass
+class FolderImages:
+    """The labelled images of an image folder, as model input, with what a report needs about each."""
+
+    images: np.ndarray  # uint8 [N, 28, 28]
+    labels: np.ndarray  # int64 [N]
+    paths: list[str]
+    modes: list[str]  # the preprocessing that ran on each
+    thumbnails: list[np.ndarray]  # RGB uint8, longest edge THUMB: the photo as it was
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why) of files that could not be used
+
+
+def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | list[str], mode: str = "auto") -> FolderImages:
+    """Every image in DIR/<class>/ as model input, labelled by its folder."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such directory; pass a folder holding one subfolder per class")
+    folders = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DataError(f"{directory} has no class folders; put the images of each class in DIR/<class name>/")
+    index = match_classes(folders, classes)
+    images, labels, paths, modes, thumbs, skipped = [], [], [], [], [], []
+    for folder in folders:
+        for path in image_files([directory / folder]):
+            try:
+                prepared = prepare_file(path, mode)
+                with Image.open(path) as img:
+                    img.thumbnail((THUMB, THUMB))
+                    thumb = np.asarray(flatten_alpha(img))
+            except DataError as e:
+                skipped.append((str(path), str(e)))
+                continue
+            except OSError as e:
+                skipped.append((str(path), f"image file {path}: {e}"))
+                continue
+            images.append(prepared.image)
+            labels.append(index[folder])
+            paths.append(str(path))
+            modes.append(prepared.mode)
+            thumbs.append(thumb)
+    if not images:
+        raise DataError(f"{directory}: no readable images in its class folders ({len(skipped)} skipped)")
+    return FolderImages(np.stack(images), np.asarray(labels, np.int64), paths, modes, thumbs, skipped)
+
+
+def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list[str], mode: str = "auto",
+                   seed: int = 0) -> tuple[Dataset, list[tuple[str, str]]]:
+    """A Dataset from DIR/train/<class>/ and DIR/test/<class>/, or from DIR/<class>/ with a seeded stratified
+    TEST_FRACTION held out as the test split; and the files that were skipped."""
+    directory = Path(directory)
+    classes = tuple(classes)
+    if (directory / "train").is_dir() and (directory / "test").is_dir():
+        train, test = read_image_folder(directory / "train", classes, mode), read_image_folder(directory / "test", classes, mode)
+        splits = (Split(train.images, train.labels, classes), Split(test.images, test.labels, classes))
+        skipped = train.skipped + test.skipped
+    else:
+        every = read_image_folder(directory, classes, mode)
+        if len(every.labels) < 2:
+            raise DataError(f"{directory}: {len(every.labels)} readable image; a dataset needs a train and a test split")
+        tr, te = holdout_split(every.labels, TEST_FRACTION, seed)
+        splits = (Split(every.images[tr], every.labels[tr], classes), Split(every.images[te], every.labels[te], classes))
+        skipped = every.skipped
+    return Dataset("folder", classes, *splits, source="folder", source_dir=directory, verified=False), skipped

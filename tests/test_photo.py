@@ -1,0 +1,208 @@
+"""The photo pipeline on generated photos: each step, the auto mode, folders, confidence, fine-tuning."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fmnist.errors import DataError
+from fmnist.imaging import looks_like_dataset, open_image, prepare
+from fmnist.imaging.folder import class_aliases, folder_dataset, match_classes, read_image_folder
+from fmnist.imaging.photo import estimate_background, foreground_mask, otsu_threshold, photo_steps, working_array
+from fmnist.recipes import get_recipe
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def article(size=(640, 480), box=(260, 140, 380, 400), fg=(40, 30, 90), bg=(250, 250, 247), noise=2.0, seed=0) -> Image.Image:
+    """A photo: a textured article (a tall rectangle with a sleeve) in `box` (left, top, right, bottom) on `bg`."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    canvas = np.ones((h, w, 3), np.float32) * np.array(bg, np.float32)
+    left, top, right, bottom = box
+    texture = (rng.random((bottom - top, right - left, 1)) * 30).astype(np.float32)
+    canvas[top:bottom, left:right] = np.array(fg, np.float32) + texture
+    canvas[top : top + 40, left - 50 : left] = np.array(fg, np.float32)  # a sleeve: not mirror-symmetric
+    canvas += rng.normal(0, noise, canvas.shape)
+    return Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+
+
+def test_a_dark_article_on_white_comes_out_light_on_black_centred_longest_edge_28():
+    steps = photo_steps(article())
+    img = steps.image
+    assert img.shape == (28, 28) and img.dtype == np.uint8 and steps.light_background
+    rows, cols = np.flatnonzero(img.max(1) > 0), np.flatnonzero(img.max(0) > 0)
+    assert rows[-1] - rows[0] + 1 == 28  # the longest edge (the height) fills the frame
+    width = cols[-1] - cols[0] + 1
+    assert 12 <= width <= 18 and abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1  # aspect kept, centred
+    assert img.max() == 255 and img[:, : cols[0]].max() == 0 and img[:, cols[-1] + 1 :].max() == 0  # black around
+    # The mask's box holds the article and its sleeve (in the 256-px working copy: 640 -> 256 is a factor 2.5).
+    top, left, bottom, right = steps.box
+    assert abs(top - 140 / 2.5) <= 3 and abs(bottom - 400 / 2.5) <= 3 and abs(left - 210 / 2.5) <= 3
+
+
+def test_each_step_on_its_own():
+    rgb = working_array(article(size=(200, 100), box=(80, 20, 120, 80)))
+    assert rgb.shape == (100, 200, 3) and rgb.dtype == np.float32 and 0 <= rgb.min() and rgb.max() <= 1
+    background = estimate_background(rgb)
+    assert np.allclose(background, np.array([250, 250, 247]) / 255, atol=0.02)
+    mask = foreground_mask(rgb, background)
+    assert mask[50, 100] and not mask[5, 5] and not mask[50, 190]
+    values = np.concatenate([np.full(100, 0.1), np.full(100, 0.9)])
+    assert 0.1 < otsu_threshold(values) < 0.9
+
+
+def test_an_uneven_background_is_background():
+    photo = np.asarray(article(size=(300, 300), box=(120, 60, 180, 240)), np.float32)
+    photo *= np.linspace(0.85, 1.0, 300)[None, :, None]  # a light gradient, darker on the left
+    steps = photo_steps(Image.fromarray(photo.astype(np.uint8)))
+    top, left, bottom, right = steps.box
+    assert left > 50 and right < 200  # the dark left side was not taken for the article
+
+
+def test_a_transparent_cutout_is_an_article_on_white():
+    rgba = np.zeros((300, 200, 4), np.uint8)
+    rgba[50:250, 60:140] = (30, 30, 30, 255)  # an opaque dark article; the rest fully transparent (RGB 0: black!)
+    steps = photo_steps(Image.fromarray(rgba, "RGBA"))
+    assert steps.light_background and steps.image.max() == 255
+    assert steps.image[:, 0].max() == 0 and steps.image[:, -1].max() == 0  # narrower than tall: black sides
+
+
+def test_a_light_article_on_a_dark_background_is_not_negated():
+    steps = photo_steps(article(fg=(200, 190, 180), bg=(25, 25, 30)))
+    assert not steps.light_background
+    img = steps.image
+    assert img[14, 14] > 100 and img[0, 0] == 0
+
+
+def test_exif_orientation_is_applied_before_anything_else():
+    photo = article(size=(480, 640), box=(140, 260, 400, 380))  # a wide article in a tall frame
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", exif=exif, quality=90)
+    img = open_image(buf.getvalue(), name="phone.jpg")
+    assert img.size == (640, 480)  # turned upright
+    assert prepare(img, "photo").mode == "photo"
+
+
+def test_auto_leaves_a_dataset_image_byte_identical(tmp_path):
+    from fmnist.imaging import load_image
+
+    rng = np.random.default_rng(1)
+    img = np.zeros((28, 28), np.uint8)
+    img[4:24, 8:20] = rng.integers(50, 255, (20, 12))
+    path = tmp_path / "x.png"
+    Image.fromarray(img).save(path)
+    result = prepare(open_image(path), "auto")
+    assert result.mode == "dataset" and np.array_equal(result.image, img) and np.array_equal(load_image(path, "auto"), img)
+    assert looks_like_dataset(Image.fromarray(img).resize((56, 56)))  # small, grayscale, dark border
+    assert not looks_like_dataset(article())
+
+
+def test_a_blank_image_is_a_clear_error():
+    for blank in (Image.new("RGB", (300, 200), (255, 255, 255)), Image.new("L", (64, 80), 128)):
+        with pytest.raises(DataError, match="found no article"):
+            photo_steps(blank)
+
+
+def test_class_folder_names_forgive_case_punctuation_and_take_indices():
+    match = match_classes(["t-shirt_top", "TROUSER", "pull over", "3", "ankle-boot", "sandal"], FASHION)
+    assert match == {"t-shirt_top": 0, "TROUSER": 1, "pull over": 2, "3": 3, "ankle-boot": 9, "sandal": 5}
+    assert class_aliases(FASHION)["tshirt"] == 0 and class_aliases(FASHION)["top"] == 0
+    with pytest.raises(DataError, match="'hats' match none of the model's classes"):
+        match_classes(["hats", "bag"], FASHION)
+
+
+def photo_folder(root, per_class=2, classes=("Trouser", "Bag"), unreadable=True):
+    """DIR/<class>/*.jpg of generated photos: tall articles for Trouser, wide ones for Bag."""
+    for c, name in enumerate(classes):
+        folder = root / name.lower()
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            box = (280, 60, 360, 420) if c == 0 else (160, 180, 480, 320)
+            article(box=box, seed=10 * c + i).save(folder / f"{i}.jpg", quality=85)
+    if unreadable:
+        (root / classes[0].lower() / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return root
+
+
+def test_an_image_folder_reads_through_the_photo_pipeline_and_skips_what_it_cannot_read(tmp_path):
+    folder = read_image_folder(photo_folder(tmp_path / "photos"), FASHION)
+    assert folder.images.shape == (4, 28, 28) and folder.labels.tolist() == [8, 8, 1, 1]
+    assert folder.modes == ["photo"] * 4 and len(folder.thumbnails) == 4
+    assert len(folder.skipped) == 1 and "broken.jpg" in folder.skipped[0][0]
+    ds, skipped = folder_dataset(tmp_path / "photos", FASHION)
+    assert len(ds.train) + len(ds.test) == 4 and len(ds.test) >= 1 and len(skipped) == 1
+
+
+def tiny_fast(epochs=1):
+    return get_recipe("fast").replace(epochs=epochs, batch_size=32, model_args={"stem": 8, "widths": [8, 16], "blocks": [0, 0]})
+
+
+def test_evaluate_images_prints_the_report_and_a_montage(cli, tiny_data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--out", run).exit_code == 0
+    # The tiny dataset's classes are "0".."9": folders named by index.
+    photos = photo_folder(tmp_path / "photos", classes=("1", "8"))
+    r = cli("evaluate", run, "--images", photos, "--out", tmp_path / "eval", "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["count"] == 4 and len(result["skipped"]) == 1 and result["preprocess"] == {"photo": 4}
+    assert 0 <= result["accuracy"] <= 1 and (tmp_path / "eval" / "montage.png").is_file()
+    assert all("confident" in p for p in result["predictions"])
+    text = cli("evaluate", run, "--images", photos, "--out", tmp_path / "eval2")
+    assert text.exit_code == 0 and "accuracy" in text.stdout and "precision" in text.stdout and "skipped" in text.stderr
+
+
+def test_predict_reports_the_mode_and_confidence_and_skips_a_blank_image(cli, tiny_data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--val", "holdout",
+               "--out", run).exit_code == 0
+    meta = json.loads(json.dumps(__import__("fmnist.checkpoint", fromlist=["read_meta"]).read_meta(run).to_dict()))
+    assert 0 < meta["confidence_threshold"] <= 1  # chosen on the held-out split
+    article().save(tmp_path / "shirt.jpg")
+    Image.new("RGB", (200, 200), "white").save(tmp_path / "blank.png")
+    r = cli("predict", run, tmp_path / "shirt.jpg", tmp_path / "blank.png", "--json")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    first, second = json.loads(r.stdout)
+    assert first["preprocess"] == "photo" and isinstance(first["confident"], bool) and len(first["probabilities"]) == 10
+    assert second["path"].endswith("blank.png") and "found no article" in second["error"]
+
+
+def test_init_starts_from_a_model_and_refuses_another_architecture(cli, tiny_data_dir, tmp_path):
+    from fmnist.checkpoint import load_model
+    from fmnist.config import RunConfig, TrainOptions
+    from fmnist.pipeline import starting_weights
+
+    base = tmp_path / "base"
+    assert cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--out", base).exit_code == 0
+    cfg = RunConfig(recipe=get_recipe("mlp").replace(epochs=1), options=TrainOptions(device="cpu"), init=base)
+    state, meta = starting_weights(cfg)
+    model, _ = load_model(base)
+    assert all(np.array_equal(state[k].numpy(), v.numpy()) for k, v in model.state_dict().items())
+    tuned = tmp_path / "tuned"
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--init", base,
+            "--lr", "0", "--out", tuned)
+    assert r.exit_code == 0, r.stderr
+    # lr 0: the fine-tuned weights are the starting ones.
+    after, _ = load_model(tuned)
+    assert all(np.array_equal(after.state_dict()[k].numpy(), v.numpy()) for k, v in model.state_dict().items())
+    refused = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "baseline", "--init", base, "--out", tmp_path / "x")
+    assert refused.exit_code == 2 and "builds 'baseline'" in refused.stderr and not (tmp_path / "x").exists()
+
+
+def test_fine_tuning_on_an_image_folder_is_a_normal_run(cli, tmp_path):
+    photos = photo_folder(tmp_path / "photos", per_class=3, classes=("Trouser", "Bag"), unreadable=False)
+    run = tmp_path / "tuned"
+    r = cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--epochs", "1", "--out", run, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert (run / "model.safetensors").is_file() and (run / "report.md").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["options"]["dataset"] == "folder" and config["options"]["data_source"] == "folder"
+    e = cli("evaluate", run, "--out", tmp_path / "eval", "--json")
+    assert e.exit_code == 0, e.stderr and json.loads(e.stdout)["count"] == 6
