@@ -7,7 +7,7 @@ FMNIST  := $(VENV)/bin/fmnist
 RECIPE  ?= fast
 OUT     ?= runs/main
 
-.PHONY: run test setup data clean
+.PHONY: run test bench-smoke setup data clean
 
 run: data
 	$(FMNIST) data info
@@ -17,6 +17,20 @@ run: data
 
 test: data
 	$(PY) -m pytest -q
+
+# Every benchmark module in its --quick smoke mode, one after another (make stops at the first failure);
+# they write only under runs/bench/quick, never into docs/. benchmarks.keras_reference needs a Keras Python
+# and is left out; side_by_side --quick runs our side of it.
+bench-smoke: data
+	$(PY) -m benchmarks.step_time --quick
+	$(PY) -m benchmarks.train_speed --quick
+	$(PY) -m benchmarks.inference_speed --quick
+	$(PY) -m benchmarks.tune --quick
+	$(PY) -m benchmarks.reproduce_seeds --quick
+	$(PY) -m benchmarks.modern_recipes --quick
+	$(PY) -m benchmarks.cv_seeds --quick
+	$(PY) -m benchmarks.side_by_side --quick
+	$(PY) -m benchmarks.frontier --quick
 
 setup: $(VENV)/.installed
 

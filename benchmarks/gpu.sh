@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The GPU benchmark in one command, for a machine with one CUDA GPU (an H100 is what issue 5's targets name):
+# The GPU benchmark in one command, for a machine with one CUDA GPU (an H100 is what the modern recipes' GPU
+# targets name):
 #
 #     bash benchmarks/gpu.sh            # fast and best, 5 runs each, then the speed table
 #     RUNS=1 bash benchmarks/gpu.sh     # a single run each
 #
-# It runs from the working tree without installing anything (such machines may have no network): the
-# system's PyTorch (>= 2.4) and the project's other dependencies must already be importable. The data:
+# It runs from the working tree without installing anything (such machines may have no network): the benchmarks
+# as `python -m benchmarks.NAME` from the repository root, fmnist from src/ on PYTHONPATH. The system's PyTorch
+# (>= 2.4) and the project's other dependencies must already be importable. The data:
 # FMNIST_DATA_DIR if set, else ./.data (copy the four Fashion-MNIST .gz files there to bring them along with
 # the working tree), else the usual places (cache, Debian's package). Results land in runs/bench/modern-gpu.json
 # and runs/bench/train-speed-gpu.txt, and the section "modern-gpu" of docs/results.md.
@@ -25,6 +27,6 @@ if not torch.cuda.is_available():
 print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
 PY
 "$PY" -m fmnist data info
-"$PY" benchmarks/modern_recipes.py fast best --device cuda --runs "${RUNS:-5}" --results runs/bench/modern-gpu.json
+"$PY" -m benchmarks.modern_recipes fast best --device cuda --runs "${RUNS:-5}" --out runs/bench/modern-gpu.json
 mkdir -p runs/bench
-"$PY" benchmarks/train_speed.py fast best baseline minivgg --device cuda | tee runs/bench/train-speed-gpu.txt
+"$PY" -m benchmarks.train_speed fast best baseline minivgg --device cuda | tee runs/bench/train-speed-gpu.txt

@@ -2,14 +2,16 @@
 final model on the full training set, evaluated on the test set) and, optionally, seed 000/001's
 MiniVGGNet for a few epochs. It is the reference for the speed-up figures in docs/results.md.
 
-Keras is not a dependency of fmnist; run this in an environment of its own:
+Keras is not a dependency of fmnist, and this module imports nothing else of the benchmarks (not the kit):
+it runs in an environment of its own, from the repository root, with fmnist's source on the path:
 
     python3 -m venv /tmp/keras && /tmp/keras/bin/pip install tensorflow-cpu rich
-    PYTHONPATH=src /tmp/keras/bin/python benchmarks/keras_reference.py               # baseline
-    PYTHONPATH=src /tmp/keras/bin/python benchmarks/keras_reference.py --minivgg 3   # + 3 MiniVGGNet epochs
+    PYTHONPATH=src /tmp/keras/bin/python -m benchmarks.keras_reference               # baseline
+    PYTHONPATH=src /tmp/keras/bin/python -m benchmarks.keras_reference --minivgg 3   # + 3 MiniVGGNet epochs
 
-The data comes from fmnist's loader (Keras' own `fashion_mnist.load_data()` downloads, which this machine
-cannot); the arrays are the same 60,000/10,000 verified images.
+benchmarks.side_by_side runs it that way, one job per process (--json). The data comes from fmnist's loader
+(Keras' own `fashion_mnist.load_data()` downloads, which this machine cannot); the arrays are the same
+60,000/10,000 verified images (--limit / --test-limit: seeded subsets, as the benchmarks' --quick takes).
 """
 
 from __future__ import annotations
@@ -19,14 +21,18 @@ import json
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
+from fmnist.data import load_dataset
+from fmnist.data.splits import subset
+
+# Keras and TensorFlow are imported in main(), after this: they read it when they load.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def baseline_model(keras):
     """Seed 002's define_model(), as written (Keras 3 spells `lr` as `learning_rate`)."""
-    from keras import layers
+    layers = keras.layers
 
     model = keras.Sequential([
         keras.Input((28, 28, 1)),
@@ -43,7 +49,7 @@ def baseline_model(keras):
 
 def minivgg_model(keras, epochs: int = 25):
     """Seeds 000/001's MiniVGGNet.build() with SGD(lr=0.01, momentum=0.9, decay=0.01/25) as Keras 3 allows."""
-    from keras import layers
+    layers = keras.layers
 
     def block(filters):
         return [layers.Conv2D(filters, (3, 3), padding="same"), layers.Activation("relu"), layers.BatchNormalization(),
@@ -62,14 +68,15 @@ def minivgg_model(keras, epochs: int = 25):
     return model
 
 
-def load_arrays(keras):
-    """fmnist's verified arrays in Keras' layout: float32 [N, 28, 28, 1] in [0, 1], one-hot labels."""
-    from fmnist.data import load_dataset
-
+def load_arrays(keras, limit: int | None = None, test_limit: int | None = None):
+    """fmnist's verified arrays in Keras' layout: float32 [N, 28, 28, 1] in [0, 1], one-hot labels; seeded
+    subsets of `limit` training and `test_limit` test images when given."""
     ds = load_dataset()
-    x = ds.train.images.reshape(-1, 28, 28, 1).astype("float32") / 255.0
-    xt = ds.test.images.reshape(-1, 28, 28, 1).astype("float32") / 255.0
-    return x, keras.utils.to_categorical(ds.train.labels, 10), xt, keras.utils.to_categorical(ds.test.labels, 10)
+    (x, y), (xt, yt) = [subset(s.images, s.labels, n, 0) if n else (s.images, s.labels)
+                        for s, n in ((ds.train, limit), (ds.test, test_limit))]
+    x = x.reshape(-1, 28, 28, 1).astype("float32") / 255.0
+    xt = xt.reshape(-1, 28, 28, 1).astype("float32") / 255.0
+    return x, keras.utils.to_categorical(y, 10), xt, keras.utils.to_categorical(yt, 10)
 
 
 def time_baseline(keras, data, epochs: int) -> dict:
@@ -103,16 +110,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="baseline epochs (the seed's 10)")
     parser.add_argument("--minivgg", type=int, default=0, help="also time this many MiniVGGNet epochs")
     parser.add_argument("--system", choices=["baseline", "minivgg"], help="time only this one, for --epochs")
-    parser.add_argument("--json", action="store_true", help="print one JSON line per system (for side_by_side.py)")
+    parser.add_argument("--json", action="store_true", help="print one JSON line per system (for side_by_side)")
+    parser.add_argument("--limit", type=int, default=None, help="train on a seeded subset of this many images")
+    parser.add_argument("--test-limit", type=int, default=None, help="test on a seeded subset of this many images")
     args = parser.parse_args()
 
-    import keras
+    import keras  # only in the Keras environment, and only after TF_CPP_MIN_LOG_LEVEL is set
     import tensorflow as tf
 
-    data = load_arrays(keras)
+    data = load_arrays(keras, args.limit, args.test_limit)
     if not args.json:
-        print(f"Keras {keras.__version__}, TensorFlow {tf.__version__}, {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
-    jobs = [(args.system, args.epochs)] if args.system else [("baseline", args.epochs)] + ([("minivgg", args.minivgg)] if args.minivgg else [])
+        print(f"Keras {keras.__version__}, TensorFlow {tf.__version__}, {os.cpu_count()} CPUs; "
+              f"load {os.getloadavg()[0]:.1f}")
+    jobs = [(args.system, args.epochs)] if args.system else \
+        [("baseline", args.epochs)] + ([("minivgg", args.minivgg)] if args.minivgg else [])
     for system, epochs in jobs:
         row = (time_baseline if system == "baseline" else time_minivgg)(keras, data, epochs)
         row["versions"] = f"Keras {keras.__version__}, TensorFlow {tf.__version__}"

@@ -1,30 +1,26 @@
 """Hyperparameter trials on the validation split only: train a recipe (with overrides) on 90% of the
 training set and print the held-out accuracy per epoch and the training time. The test set is never read.
 
-    python benchmarks/tune.py fast
-    python benchmarks/tune.py fast --set epochs=10 --set 'model_args={"stem": 24, "widths": [32, 64, 128], "blocks": [0, 1, 0]}'
-    python benchmarks/tune.py fast --set optimizer.lr=0.4 --set augment.erase=0.25
+    python -m benchmarks.tune fast
+    python -m benchmarks.tune fast --set epochs=10 --set 'model_args={"stem": 24, "widths": [32, 64, 128], "blocks": [0, 1, 0]}'
+    python -m benchmarks.tune fast --set optimizer.lr=0.4 --set augment.erase=0.25
+    python -m benchmarks.tune --quick              # fast, 1 epoch on 2,000 images: checks the script
 
-Each trial is appended to runs/bench/tune.json with its overrides, so choices can be traced later.
+The held-out split is the recipe's `val_fraction` of each class (`fmnist.data.splits.holdout_split`, seed 0);
+training is `fmnist.train.loop.fit`, whose per-epoch validation runs through fmnist.inference. Each trial is
+appended to runs/bench/tune.json (or --out) with its overrides, so choices can be traced later.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import ROOT, append_result, load_average, machine  # noqa: E402
-
-from fmnist.data import load_dataset  # noqa: E402
-from fmnist.engine.trainer import TrainOptions, fit  # noqa: E402
-from fmnist.recipes import Recipe, get_recipe  # noqa: E402
-from fmnist.runs import holdout_split  # noqa: E402
+from benchmarks import kit
+from fmnist.config import Recipe, TrainOptions
+from fmnist.data.splits import holdout_split
+from fmnist.recipes import get_recipe
+from fmnist.train.loop import TrainData, fit
 
 
 def apply_override(recipe: Recipe, assignment: str) -> Recipe:
@@ -41,34 +37,44 @@ def apply_override(recipe: Recipe, assignment: str) -> Recipe:
     return dataclasses.replace(recipe, **{key: value})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipe")
+def main(argv: list[str] | None = None) -> None:
+    parser = kit.parser(__doc__, out_help="the trials file to append to (default runs/bench/tune.json)")
+    parser.add_argument("recipe", nargs="?", default="fast")
     parser.add_argument("--set", action="append", default=[], help="override, e.g. optimizer.lr=0.4")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", default="recipe", help="recipe (its own), auto, bf16 or fp32")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    threads = kit.begin(args)
 
     recipe = get_recipe(args.recipe)
     for assignment in args.set:
         recipe = apply_override(recipe, assignment)
-    ds = load_dataset()
-    tr, va = holdout_split(ds.train.labels, recipe.val_fraction, seed=0)
-    train = (ds.train.images[tr], ds.train.labels[tr])
-    val = (ds.train.images[va], ds.train.labels[va])
-    load = load_average()
-    t0 = time.perf_counter()
-    result = fit(recipe, train, val, TrainOptions(seed=args.seed, device=args.device, precision=args.precision), num_classes=10)
-    for h in result.history:
-        print(f"epoch {h.epoch:>2}: train {h.train_acc * 100:.2f}%  val {h.val_acc * 100:.2f}%  ({h.seconds:.1f}s)")
+    if args.quick:
+        recipe = recipe.replace(epochs=kit.QUICK_EPOCHS)
+    ds = kit.dataset(args.quick)  # only its training split is read
+    images, labels = ds.train.images, ds.train.labels
+    tr, va = holdout_split(labels, recipe.val_fraction, seed=0)
+    data = TrainData((images[tr], labels[tr]), (images[va], labels[va]), num_classes=len(ds.classes))
+    options = TrainOptions(seed=args.seed, device=args.device, precision=args.precision, threads=threads)
+    load = kit.load_average()
+    with kit.timed(args.device) as wall:
+        result = fit(recipe, data, options)
+
+    header = ["epoch", "train %", "held-out %", "s"]
+    print(kit.markdown(header, [[h.epoch, f"{h.train_acc * 100:.2f}", f"{h.val_acc * 100:.2f}", f"{h.seconds:.1f}"]
+                                for h in result.history], "rrrr"))
     final = result.history[-1].val_acc
-    print(f"{args.recipe} {' '.join(args.set)}: val {final * 100:.2f}% in {result.seconds:.1f}s (load {load:.1f})")
-    append_result(ROOT / "runs" / "bench" / "tune.json", {
+    trial = " ".join([args.recipe, *args.set])
+    print(f"{trial}: held-out {final * 100:.2f}% in {result.seconds:.1f}s (load {load:.1f})")
+    path = args.out or kit.bench_dir(args.quick) / "tune.json"
+    if args.quick:
+        kit.clear_quick(path)
+    kit.append_result(path, {
         "recipe": args.recipe, "overrides": args.set, "seed": args.seed, "val_accuracy": final,
-        "seconds": result.seconds, "wall": time.perf_counter() - t0, "epochs": recipe.epochs,
-        "history": [h.as_dict() for h in result.history], "load": load, "machine": machine(),
+        "seconds": result.seconds, "wall": wall.seconds, "epochs": recipe.epochs, "images": len(labels),
+        "history": [h.as_dict() for h in result.history], "load": load, "machine": kit.machine(), "date": kit.now(),
     })
+    print(f"trial appended to {path}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ if ! python3 -c "import venv, ensurepip" 2>/dev/null; then
     as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv
 fi
 
-# A C compiler builds the fused CPU kernels at first use (fmnist.engine.fused); without one the models run
+# A C compiler builds the fused CPU kernels at first use (fmnist.ops.conv_pool_relu); without one the models run
 # layer by layer, slower.
 if ! command -v cc >/dev/null && ! command -v gcc >/dev/null; then
     echo "setup: no C compiler; installing gcc with apt-get (the fused CPU kernels need it)" >&2
