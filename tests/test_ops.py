@@ -258,6 +258,25 @@ def test_a_refused_backward_raises(monkeypatch):
         y.sum().backward()
 
 
+@needs_kernel
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_eager_path_and_the_registered_op_agree(bf16):
+    # Eager calls skip the op's dispatch (for speed); both run the same kernels and give the same bits.
+    x, weight, bias, padding, _ = _sample(1, bf16)
+    grads = []
+    for path in ("eager", "op"):
+        w, b = weight.detach().clone().requires_grad_(), bias.detach().clone().requires_grad_()
+        if path == "op":
+            out = fused.conv_pool_relu_forward(x, w, b, padding, bf16)[0]
+        else:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = fused.conv_pool_relu(x, w, b, padding)
+        (out.float() * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        grads.append((out.detach(), w.grad, b.grad))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
 def _c_kind(param: str) -> type:
     """The ctypes type a C parameter declaration goes as: any pointer as c_void_p, else by its integer type."""
     if "*" in param:

@@ -64,10 +64,7 @@ def _check(x: Tensor, weight: Tensor, padding: int) -> None:
         raise ValueError(f"conv_pool_relu: padding must be 0 or 1, got {padding}")
 
 
-@torch.library.custom_op("fmnist::conv_pool_relu_forward", mutates_args=())
-def conv_pool_relu_forward(
-    x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, bf16: bool
-) -> tuple[Tensor, Tensor]:
+def forward_impl(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, bf16: bool) -> tuple[Tensor, Tensor]:
     """(relu(max_pool2d(conv2d(x, weight, bias, padding), 2)), which window position won, as uint8 NHWC)."""
     lib = _kernels()
     _check(x, weight, padding)
@@ -91,6 +88,14 @@ def conv_pool_relu_forward(
     return out, arg
 
 
+@torch.library.custom_op("fmnist::conv_pool_relu_forward", mutates_args=())
+def conv_pool_relu_forward(
+    x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, bf16: bool
+) -> tuple[Tensor, Tensor]:
+    """The registered op: `forward_impl`."""
+    return forward_impl(x, weight, bias, padding, bf16)
+
+
 @conv_pool_relu_forward.register_fake
 def _forward_fake(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, bf16: bool) -> tuple[Tensor, Tensor]:
     n, _, h, w = x.shape
@@ -101,10 +106,7 @@ def _forward_fake(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, 
     return out, torch.empty(n, ho, wo, c, dtype=torch.uint8, device=x.device)
 
 
-@torch.library.custom_op("fmnist::conv_pool_relu_backward", mutates_args=())
-def conv_pool_relu_backward(
-    grad: Tensor, x: Tensor, arg: Tensor, weight: Tensor, padding: int
-) -> tuple[Tensor, Tensor]:
+def backward_impl(grad: Tensor, x: Tensor, arg: Tensor, weight: Tensor, padding: int) -> tuple[Tensor, Tensor]:
     """(weight gradient shaped like `weight`, bias gradient [C]) from the output's gradient and the forward's arg."""
     lib = _kernels()
     _check(x, weight, padding)
@@ -133,6 +135,14 @@ def conv_pool_relu_backward(
     return gw, gb
 
 
+@torch.library.custom_op("fmnist::conv_pool_relu_backward", mutates_args=())
+def conv_pool_relu_backward(
+    grad: Tensor, x: Tensor, arg: Tensor, weight: Tensor, padding: int
+) -> tuple[Tensor, Tensor]:
+    """The registered op: `backward_impl`."""
+    return backward_impl(grad, x, arg, weight, padding)
+
+
 @conv_pool_relu_backward.register_fake
 def _backward_fake(grad: Tensor, x: Tensor, arg: Tensor, weight: Tensor, padding: int) -> tuple[Tensor, Tensor]:
     return torch.empty_like(weight), torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)
@@ -154,14 +164,35 @@ def _backward(ctx, grad: Tensor, _grad_arg: Tensor | None):
 torch.library.register_autograd("fmnist::conv_pool_relu_forward", _backward, setup_context=_setup_context)
 
 
+class _Eager(torch.autograd.Function):
+    """The same kernels for eager mode, without the registered op's dispatch: measured in one process
+    (alternating blocks of 500 forward+backward calls, batch 32, 32 filters), the op took 990 us a call where
+    this takes 800 us, 20% of a `baseline` step. torch.compile traces the registered op instead."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding, bf16):
+        out, arg = forward_impl(x, weight, bias, padding, bf16)
+        ctx.save_for_backward(x, arg, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, arg, weight = ctx.saved_tensors
+        gw, gb = backward_impl(grad, x, arg, weight, ctx.padding)
+        return None, gw, gb if ctx.has_bias else None, None, None
+
+
 def conv_pool_relu(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int) -> Tensor:
     """relu(max_pool2d(conv2d(x, weight, bias, padding=padding), 2)) for one-channel x, as one kernel.
 
     Under CPU autocast to bf16 the result is bf16 (as the convolution's would be), else fp32. It is an
-    [N, C, H, W] tensor in channels-last memory.
+    [N, C, H, W] tensor in channels-last memory. Eager calls take the autograd Function, compiled graphs the op.
     """
     bf16 = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-    return conv_pool_relu_forward(x, weight, bias, padding, bf16)[0]
+    if torch.compiler.is_compiling():
+        return conv_pool_relu_forward(x, weight, bias, padding, bf16)[0]
+    return _Eager.apply(x, weight, bias, padding, bf16)
 
 
 @torch.compiler.assume_constant_result
