@@ -31,6 +31,7 @@ bench-smoke: data
 	$(PY) -m benchmarks.cv_seeds --quick
 	$(PY) -m benchmarks.side_by_side --quick
 	$(PY) -m benchmarks.frontier --quick
+	$(PY) -m benchmarks.photos --quick
 
 setup: $(VENV)/.installed
 

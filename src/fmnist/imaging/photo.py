@@ -37,6 +37,11 @@ WORK_SIDE = 256  # longest edge of the working copy, in pixels
 BORDER = 0.04  # the border strip (a fraction of the shorter side) that samples the background
 MIN_CONTRAST = 0.06  # the least colour distance (0..sqrt(3)) that can separate an article from its background
 KEEP_FRACTION = 0.15  # objects at least this share of the largest one are kept (a pair of shoes, a sandal's straps)
+SHARPEN_PERCENT = 50  # unsharp mask (radius 1 px) strength on the 28x28 image; see below
+# Both chosen on 300 held-out training images (never the test set), photo-like under three distortions: sharpening
+# 0 / 50 / 100 / 200% scored 95.3 / 96.7 / 95.7 / 92.3% (white background), 85.0 / 90.3 / 90.3 / 90.0% (soft shadow)
+# and 93.0 / 94.0 / 93.0 / 91.7% (everything) with Lanczos; bicubic and box filters were no better.
+RESIZE = Image.Resampling.LANCZOS  # the filter that scales the crop to 28 px
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, Pillow's "L"
 
 
@@ -131,7 +136,7 @@ def foreground_mask(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
         return np.zeros((h, w), bool)
     strong_at = max(otsu_threshold(distance), MIN_CONTRAST, noise)
     # Hysteresis: faint parts of the article (a light sleeve) count when they touch a clearly different part.
-    weak = distance > max(strong_at / 2, MIN_CONTRAST / 2, noise)
+    weak = distance > max(MIN_CONTRAST / 2, noise)
     labels, n = ndimage.label(weak)
     strong_labels = np.unique(labels[distance > strong_at])
     mask = np.isin(labels, strong_labels[strong_labels > 0])
@@ -171,13 +176,14 @@ def fit_to_frame(crop: np.ndarray, frame: int = FRAME) -> np.ndarray:
     h, w = crop.shape
     scale = frame / max(h, w)
     size = (max(1, min(frame, round(w * scale))), max(1, min(frame, round(h * scale))))  # (width, height)
-    small = Image.fromarray(crop.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+    small = Image.fromarray(crop.astype(np.float32), mode="F").resize(size, RESIZE)
     a = np.clip(np.asarray(small, dtype=np.float32), 0, 1)
     peak = float(a.max())
     if peak <= 0:
         raise DataError("the article vanished when scaled to 28x28 (it is too thin or too faint)")
     img = Image.fromarray(np.rint(a / peak * 255).astype(np.uint8))
-    img = img.filter(ImageFilter.UnsharpMask(radius=1, percent=100, threshold=0))
+    if SHARPEN_PERCENT:
+        img = img.filter(ImageFilter.UnsharpMask(radius=1, percent=SHARPEN_PERCENT, threshold=0))
     out = np.zeros((frame, frame), np.uint8)
     top, left = (frame - size[1]) // 2, (frame - size[0]) // 2
     out[top : top + size[1], left : left + size[0]] = np.asarray(img)
