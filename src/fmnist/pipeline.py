@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,9 @@ from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.plots.evaluation import plot_misclassified, plot_montage
 from fmnist.reports.run import render_run_report
-from fmnist.rundir import MODEL_FILE, RunMetrics, write_config, write_results
+from fmnist.rundir import CONFIG_FILE, MODEL_FILE, RunMetrics, write_config, write_results
 from fmnist.train.loop import Callbacks, TrainData, TrainResult, fit
+from fmnist.train.resume import CHECKPOINT_FILE
 
 FOLDER = "folder"  # --dataset folder: an image folder, DIR/<class>/*
 
@@ -88,9 +90,37 @@ def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
     return ds
 
 
-def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Dataset | None = None) -> RunResult:
-    """Train cfg.recipe, save the model, evaluate it on the test set and write the run directory."""
-    init, init_meta = starting_weights(cfg)
+def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """Check the run directory before anything is written: a run there is continued (resume), replaced whole
+    (overwrite) or refused, never silently mixed with a new one."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out {run_dir} is a file; name a directory for the run")
+    if resume:
+        if not (run_dir / CHECKPOINT_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
+            raise UsageError(f"{run_dir} holds no checkpoint to resume ({CHECKPOINT_FILE} and {CONFIG_FILE}); the run "
+                             "finished, or stopped before its first epoch: train it again with --overwrite")
+        return run_dir
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise UsageError(f"--out {run_dir} holds files that are not a run; name a new or empty directory")
+        if not overwrite:
+            raise UsageError(f"--out {run_dir} holds a run already; pass --overwrite to replace it, --resume {run_dir} "
+                             "to continue it, or another --out")
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Dataset | None = None,
+              resume: bool = False, overwrite: bool = False, keep_checkpoint: bool = False) -> RunResult:
+    """Train cfg.recipe, save the model, evaluate it on the test set and write the run directory.
+
+    Every epoch the loop's state goes to RUN_DIR/checkpoint.safetensors (fmnist.train.resume), removed once the
+    model is written unless `keep_checkpoint`; `resume` continues from it with the run's own config.
+    """
+    if resume:  # the checkpoint holds the weights; the starting model only names the folder's classes
+        init, init_meta = None, (read_meta(cfg.init) if cfg.init is not None and cfg.init.exists() else None)
+    else:
+        init, init_meta = starting_weights(cfg)
     ds = dataset or load_data(cfg, list(init_meta.classes) if init_meta else None)
     recipe = cfg.recipe
     images, labels = ds.train.images, ds.train.labels
@@ -99,12 +129,14 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     test = (ds.test.images, ds.test.labels)
     train, val = split_for_validation(recipe, images, labels, test, cfg.options.seed)
 
-    run_dir = Path(cfg.out) if cfg.out else default_run_dir(recipe.name)
+    run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(recipe.name), resume, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, data_source=ds.source, train_images=len(train[1]))
-    write_config(run_dir, cfg)
-
-    result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks, init=init)
+    if not resume:
+        write_config(run_dir, cfg)
+    checkpoint = run_dir / CHECKPOINT_FILE
+    result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks,
+                 init=None if resume else init, checkpoint=checkpoint, resume=resume)
 
     meta = ModelMeta.for_recipe(recipe, list(ds.classes), dataset=ds.name, dataset_checksum=ds.checksum)
     predictor = Predictor(result.model, meta, device=result.device)
@@ -120,6 +152,8 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     write_results(run_dir, [h.as_dict() for h in result.history], metrics)
     _write_figures(run_dir, ds, ev, metrics)
     render_run_report(run_dir)
+    if not keep_checkpoint:
+        checkpoint.unlink(missing_ok=True)
     return RunResult(run_dir, metrics, result)
 
 

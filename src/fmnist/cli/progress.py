@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fmnist.cli.common import err
@@ -11,9 +17,10 @@ from fmnist.train.loop import Callbacks, EpochStats
 class EpochProgress(Callbacks):
     """One bar per epoch showing running loss and accuracy; a summary line when the epoch ends."""
 
-    def __init__(self, label: str = "", enabled: bool = True) -> None:
+    def __init__(self, label: str = "", enabled: bool = True, stop: "StopOnSignal | None" = None) -> None:
         self.label = label
         self.enabled = enabled
+        self.stop = stop
         self.progress: Progress | None = None
         self.task = None
 
@@ -50,3 +57,39 @@ class EpochProgress(Callbacks):
             f"{self.label}epoch {stats.epoch}: loss {stats.train_loss:.4f} acc {stats.train_acc * 100:.2f}%{val}"
             f"  lr {stats.lr:.3g}  {stats.seconds:.1f}s"
         )
+
+    def should_stop(self) -> bool:
+        if self.stop is None or not self.stop.requested:
+            return False
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        return True
+
+
+class StopOnSignal:
+    """Ctrl-C (SIGINT) or SIGTERM asks training to stop after the step in progress and write its checkpoint; a
+    second signal ends the process at once (exit 130), as a user pressing Ctrl-C twice expects."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            os._exit(130)
+        self.requested = True
+        err.print("stopping after this step to write a checkpoint (press Ctrl-C again to quit at once)")
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Handle SIGINT and SIGTERM while the block runs (in the main thread only), then restore the handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+

@@ -26,6 +26,12 @@ def train(
         show_default=False)] = None,
     mix: Annotated[int, typer.Option("--mix", min=0, help=(
         "With --dataset folder: add N Fashion-MNIST training images so the model does not forget them."))] = 0,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help=(
+        "Continue the interrupted run in this directory, with its own config (other options are ignored)."),
+        show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out, whole.")] = False,
+    keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help=(
+        "Keep checkpoint.safetensors in the run directory after the model is written."))] = False,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
     device: DeviceOption = None,
@@ -34,29 +40,48 @@ def train(
     """Train a recipe, evaluate it on the test set, and write a run directory with a report."""
     import dataclasses
 
-    from fmnist.cli.progress import EpochProgress
+    from fmnist.cli.progress import EpochProgress, StopOnSignal
+    from fmnist.train.loop import TrainingInterrupted
     from fmnist.config import RunConfig, TrainOptions
     from fmnist.pipeline import train_run
     from fmnist.recipes import get_recipe
     from fmnist.runtime import configure_process
 
     s = settings(ctx, data_dir, dataset, device)
-    r = get_recipe(recipe)
-    r = r.replace(epochs=epochs, batch_size=batch_size, validation=val)
-    if lr is not None:
-        r = dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=lr))
-    cfg = RunConfig(
-        recipe=r,
-        options=TrainOptions(seed=seed, device=s.device, precision=precision),
-        dataset=s.dataset,
-        data_dir=s.data_dir,
-        limit=limit,
-        out=out_dir,
-        init=init,
-        mix=mix,
-    )
+    if resume is not None:
+        from fmnist.errors import DataError, FmnistError
+        from fmnist.rundir import CONFIG_FILE, read_json
+
+        try:
+            cfg = dataclasses.replace(RunConfig.from_dict(read_json(resume / CONFIG_FILE)), out=resume)
+        except FmnistError as e:
+            raise DataError(f"cannot resume {resume}: {e}") from None
+        r = cfg.recipe
+    else:
+        r = get_recipe(recipe)
+        r = r.replace(epochs=epochs, batch_size=batch_size, validation=val)
+        if lr is not None:
+            r = dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=lr))
+        cfg = RunConfig(
+            recipe=r,
+            options=TrainOptions(seed=seed, device=s.device, precision=precision),
+            dataset=s.dataset,
+            data_dir=s.data_dir,
+            limit=limit,
+            out=out_dir,
+            init=init,
+            mix=mix,
+        )
     configure_process()
-    result = train_run(cfg, callbacks=EpochProgress())
+    stop = StopOnSignal()
+    try:
+        with stop.installed():
+            result = train_run(cfg, callbacks=EpochProgress(stop=stop), resume=resume is not None, overwrite=overwrite,
+                               keep_checkpoint=keep_checkpoints)
+    except TrainingInterrupted as e:
+        where = e.checkpoint.parent if e.checkpoint else None
+        hint = f"; resume with: fmnist train --resume {where}" if where else ""
+        raise TrainingInterrupted(f"{e}{hint}", e.checkpoint) from None
     m = result.metrics
     summary = {
         "run_dir": str(result.run_dir),

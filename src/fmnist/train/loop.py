@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 
 from fmnist.config import Recipe, TrainOptions
 from fmnist.data.transforms import to_device_tensors
-from fmnist.errors import UsageError
+from fmnist.errors import FmnistError, UsageError
 from fmnist.inference import batched_logits, loss_and_accuracy
 from fmnist.models import build_model
 from fmnist.ops import conv_pool_relu as fused
@@ -28,6 +29,7 @@ from fmnist.runtime import autocast, resolve_device, resolve_precision
 from fmnist.train.augment import augment_batch
 from fmnist.train.ema import WeightEMA, recalibrate_batchnorm
 from fmnist.train.optim import make_optimizer
+from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
 from fmnist.train.schedules import learning_rate
 
 EMA_EVERY = 5  # steps between EMA updates (decay**5 each time): the average costs 1/5 as much
@@ -71,6 +73,20 @@ class Callbacks:
 
     def epoch_end(self, stats: EpochStats) -> None: ...
 
+    def should_stop(self) -> bool:
+        """Asked after every step: True stops training there (the CLI answers True after Ctrl-C or SIGTERM)."""
+        return False
+
+
+class TrainingInterrupted(FmnistError):
+    """Training stopped on request after a finished step; the checkpoint (if any) holds everything to resume."""
+
+    exit_code = 130  # as a shell reports a process ended by SIGINT
+
+    def __init__(self, message: str, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
 
 @dataclass
 class TrainResult:
@@ -108,6 +124,18 @@ class RunningStats:
         self._sizes.append(len(labels))
         self._preds.append(logits.detach().argmax(1))
         self._labels.append(labels)
+
+    def totals(self) -> tuple[float, int, int]:
+        """(summed loss, correct count, images seen) so far: what a checkpoint keeps."""
+        self.read()
+        return float(self.loss_sum), int(self.correct), self.seen
+
+    def restore(self, totals: tuple[float, int, int]) -> None:
+        """Continue from the totals a checkpoint kept."""
+        loss_sum, correct, seen = totals
+        self.loss_sum.fill_(loss_sum)
+        self.correct.fill_(correct)
+        self.seen = seen
 
     def read(self) -> tuple[float, float]:
         """(mean loss, accuracy) over every batch added so far this epoch: one read back from the device."""
@@ -212,17 +240,32 @@ def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return loss, logits, yb
 
 
-def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int) -> tuple[float, float]:
-    """One pass over a fresh permutation of the training images; returns (mean loss, accuracy) of the epoch."""
+class _Stop(Exception):
+    """Raised inside an epoch when the callbacks ask to stop; carries where the epoch stood."""
+
+    def __init__(self, position: Position) -> None:
+        self.position = position
+
+
+def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int, position: Position | None = None
+                ) -> tuple[float, float]:
+    """One pass over a fresh permutation of the training images (or, from a checkpoint's `position`, the rest of
+    one); returns (mean loss, accuracy) of the epoch. Stops after a step when `cb.should_stop()` says so."""
     loop.model.train()
     cb.epoch_start(epoch, loop.recipe.epochs, loop.steps_per_epoch)
     bs = loop.recipe.batch_size
-    perm = torch.randperm(len(loop.x), generator=loop.shuffle).to(loop.device)
     running = RunningStats(loop.device)
-    for i in range(loop.steps_per_epoch):
+    if position is not None and position.perm is not None:
+        perm, first = position.perm, position.done
+        running.restore(position.running)
+    else:
+        perm, first = torch.randperm(len(loop.x), generator=loop.shuffle).to(loop.device), 0
+    for i in range(first, loop.steps_per_epoch):
         running.add(*train_step(loop, perm[i * bs : (i + 1) * bs]))
         if (i + 1) % progress_every == 0 or i + 1 == loop.steps_per_epoch:
             cb.step(i + 1, *running.read())
+        if cb.should_stop():
+            raise _Stop(Position(epoch, i + 1, perm, running.totals()))
     return running.read()
 
 
@@ -242,10 +285,16 @@ def validate(loop: Loop, xv: torch.Tensor, yv: torch.Tensor, options: TrainOptio
 
 
 def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callbacks | None = None,
-        init: dict[str, torch.Tensor] | None = None) -> TrainResult:
-    """Train `recipe` on data.train (from the weights `init` when given); validate on data.val after every epoch."""
+        init: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None, resume: bool = False) -> TrainResult:
+    """Train `recipe` on data.train (from the weights `init` when given); validate on data.val after every epoch.
+
+    With `checkpoint`, the loop's whole state is written there after every epoch and when the callbacks ask to
+    stop (then TrainingInterrupted is raised); with `resume`, training continues from that file.
+    """
     cb = callbacks or Callbacks()
     loop = start(recipe, data, options, init)
+    recipe_dict = recipe.to_dict()
+    position = load_checkpoint(checkpoint, loop, recipe_dict) if resume and checkpoint else Position(1)
     xv = yv = None
     if data.val is not None and len(data.val[0]):
         xv, yv = to_device_tensors(*data.val, loop.device, recipe.mean, recipe.std, options.channels_last)
@@ -254,17 +303,27 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
     if loop.ema is not None:
         order = torch.randperm(len(loop.x), generator=torch.Generator().manual_seed(options.seed))
         calibration = order[:EMA_CALIBRATION].to(loop.device)
-    history: list[EpochStats] = []
+    history = [EpochStats(**row) for row in position.history]
     fused_before = fused.calls()
-    t_start = time.perf_counter()
-    for epoch in range(1, recipe.epochs + 1):
+    t_start = time.perf_counter() - position.seconds
+    for epoch in range(position.epoch, recipe.epochs + 1):
         t0 = time.perf_counter()
-        train_loss, train_acc = train_epoch(loop, epoch, cb, options.progress_every)
+        try:
+            train_loss, train_acc = train_epoch(loop, epoch, cb, options.progress_every,
+                                                position if epoch == position.epoch else None)
+        except _Stop as stop:
+            stop.position.history, stop.position.seconds = [h.as_dict() for h in history], time.perf_counter() - t_start
+            saved = save_checkpoint(checkpoint, loop, stop.position, recipe_dict) if checkpoint else None
+            raise TrainingInterrupted(f"training stopped in epoch {epoch} after step {stop.position.done} of "
+                                      f"{loop.steps_per_epoch}", saved) from None
         lr = loop.optimizer.param_groups[0]["lr"]
         val_loss, val_acc = validate(loop, xv, yv, options, calibration) if xv is not None else (None, None)
         stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - t0)
         history.append(stats)
         cb.epoch_end(stats)
+        if checkpoint:
+            save_checkpoint(checkpoint, loop, Position(epoch + 1, history=[h.as_dict() for h in history],
+                                                       seconds=time.perf_counter() - t_start), recipe_dict)
     if loop.ema is not None:
         loop.ema.swap()  # the averaged weights are the final model, with BatchNorm statistics of their own
         recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)

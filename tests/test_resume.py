@@ -1,0 +1,61 @@
+"""Resumable training: an interrupted and resumed run ends with the weights of an uninterrupted one, bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fmnist.config import TrainOptions
+from fmnist.errors import DataError
+from fmnist.recipes import get_recipe
+from fmnist.train.loop import Callbacks, TrainData, TrainingInterrupted, fit
+from tests.helpers import make_split
+
+
+class StopAt(Callbacks):
+    """Asks to stop once `steps` steps have been taken in this process."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps, self.taken = steps, 0
+
+    def should_stop(self) -> bool:
+        self.taken += 1
+        return self.taken == self.steps
+
+
+def data():
+    train, val = make_split(96, seed=21), make_split(32, seed=22)
+    return TrainData((train.images, train.labels), (val.images, val.labels), 10)
+
+
+# minivgg: Dropout (the global generator), BatchNorm buffers, SGD momentum with a decaying lr; fast: augmentation
+# (its own generator), Nesterov, one-cycle, label smoothing, flip TTA in validation; seed004 with Adam's moments.
+@pytest.mark.parametrize("name, stop_after", [("minivgg", 6), ("minivgg", 4), ("fast", 5), ("seed004", 7)])
+def test_interrupt_and_resume_give_the_uninterrupted_weights(tmp_path, name, stop_after):
+    recipe = get_recipe(name).replace(epochs=3, batch_size=32)
+    if name == "fast":
+        recipe = recipe.replace(model_args={"stem": 8, "widths": [8, 16], "blocks": [0, 1]})
+    options = TrainOptions(seed=5, device="cpu")
+    straight = fit(recipe, data(), options)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    # 3 steps per epoch: stop_after 6 is the end of epoch 2, 4 and 5 are inside epoch 2, 7 inside epoch 3.
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit(recipe, data(), options, StopAt(stop_after), checkpoint=ckpt)
+    assert stopped.value.checkpoint == ckpt and ckpt.is_file()
+    torch.manual_seed(12345)  # the resumed run must not depend on the process's generator state
+    resumed = fit(recipe, data(), options, checkpoint=ckpt, resume=True)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert [h.epoch for h in resumed.history] == [1, 2, 3]
+    assert [h.val_acc for h in resumed.history] == [h.val_acc for h in straight.history]
+
+
+def test_a_checkpoint_of_another_recipe_is_refused(tmp_path):
+    ckpt = tmp_path / "checkpoint.safetensors"
+    recipe = get_recipe("mlp").replace(epochs=2, batch_size=32)
+    fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt)
+    with pytest.raises(DataError, match="another recipe"):
+        fit(recipe.replace(epochs=3), data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot be read"):
+        fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
