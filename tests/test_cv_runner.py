@@ -129,6 +129,39 @@ def test_interrupted_and_broken_folds_are_redone(tmp_path):
     assert json.loads(broken.read_text())["score"] == cv.results["mlp"][0].score
 
 
+class StopInSecondEpoch(Callbacks):
+    """Asks the fold to stop after a step of its second epoch, as Ctrl-C in `fmnist cv` does."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self.epoch = epoch
+
+    def should_stop(self) -> bool:
+        return self.epoch == 2
+
+
+class StopFold(Recorder):
+    def fold_callbacks(self, task: FoldTask):
+        return StopInSecondEpoch() if (task.recipe.name, task.fold.index) == ("mlp", 2) else None
+
+
+def test_an_interrupted_fold_continues_from_its_checkpoint(tmp_path):
+    from fmnist.train.loop import TrainingInterrupted
+
+    data = tiny_data()
+    kw = {"recipes": tiny_recipes(epochs=2)[:1], "folds": 3}
+    straight = run_cv(config(tmp_path / "straight", **kw), data)
+    with pytest.raises(TrainingInterrupted):
+        run_cv(config(tmp_path / "cv", **kw), data, StopFold())
+    assert (tmp_path / "cv" / "folds" / "mlp" / "r1-f2.checkpoint.safetensors").is_file()
+    resumed = run_cv(config(tmp_path / "cv", **kw), data)
+    assert (resumed.trained, resumed.reused) == (2, 1)
+    assert resumed.scores() == straight.scores()
+    assert not list((tmp_path / "cv" / "folds" / "mlp").glob("*.checkpoint.safetensors"))
+
+
 def test_limit_folds_a_seeded_subset(tmp_path):
     cv = run_cv(config(tmp_path, recipes=tiny_recipes()[:1], limit=100, folds=4), tiny_data())
     assert cv.data["images"] == 100 and cv.data["limit"] == 100

@@ -54,7 +54,7 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path):
     ckpt = tmp_path / "checkpoint.safetensors"
     recipe = get_recipe("mlp").replace(epochs=2, batch_size=32)
     fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt)
-    with pytest.raises(DataError, match="another recipe"):
+    with pytest.raises(DataError, match="another run"):
         fit(recipe.replace(epochs=3), data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot be read"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from fmnist.cv.results import CVConfig, CVProgress, FoldResult, FoldTask, json_roundtrip
-from fmnist.errors import FmnistError, UsageError
+from fmnist.errors import DataError, FmnistError, UsageError
 from fmnist.runtime import available_cores, set_threads
 from fmnist.train.loop import Callbacks, TrainData, fit
 
@@ -29,7 +30,15 @@ def run_fold(task: FoldTask, images: np.ndarray, labels: np.ndarray, num_classes
     train = (images[f.train], labels[f.train])
     held_out = (images[f.held_out], labels[f.held_out])
     set_threads(task.options.threads)
-    result = fit(task.recipe, TrainData(train, held_out, num_classes), task.options, callbacks=callbacks)
+    data = TrainData(train, held_out, num_classes)
+    checkpoint = Path(task.checkpoint) if task.checkpoint else None
+    tag = {"fold": f.fingerprint, "data": task.data_checksum}
+    try:
+        # An interrupted fold continues from its checkpoint; one of another run is trained from the start.
+        result = fit(task.recipe, data, task.options, callbacks=callbacks, checkpoint=checkpoint,
+                     resume=checkpoint is not None and checkpoint.is_file(), tag=tag)
+    except DataError:
+        result = fit(task.recipe, data, task.options, callbacks=callbacks, checkpoint=checkpoint, tag=tag)
     history = [h.as_dict() for h in result.history]
     last = result.history[-1]
     return FoldResult(

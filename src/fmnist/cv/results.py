@@ -77,6 +77,7 @@ class FoldTask:
     options: TrainOptions
     data_checksum: str
     limit: int | None
+    checkpoint: str | None = None  # where the fold's training state is kept while it trains (local executors)
 
     @property
     def label(self) -> str:

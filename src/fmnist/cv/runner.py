@@ -25,7 +25,7 @@ from fmnist.cv.executors import execute
 from fmnist.cv.folds import Fold, fold_seed, make_folds
 from fmnist.cv.results import CVConfig, CVData, CVProgress, CVResult, FoldResult, FoldTask
 from fmnist.cv.stats import compare, summarize
-from fmnist.cv.store import CV_JSON, clean_temp_files, fold_path, read_finished
+from fmnist.cv.store import CV_JSON, checkpoint_path, clean_temp_files, fold_path, read_finished
 from fmnist.data.splits import subset
 from fmnist.errors import UsageError
 from fmnist.fileio import write_json
@@ -69,6 +69,8 @@ def plan(config: CVConfig, labels: np.ndarray, data_checksum: str) -> tuple[list
                                  precision=config.precision, threads=threads),
             data_checksum=data_checksum,
             limit=config.limit,
+            # Ray tasks may run on other machines, which cannot reach OUT: they restart a broken fold instead.
+            checkpoint=None if executor_name(config) == "ray" else str(checkpoint_path(config.out, recipe.name, fold)),
         )
         for recipe in config.recipes
         for fold in folds
@@ -107,6 +109,7 @@ def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None) -
     for result in execute(pending, images, labels, data.num_classes, config, progress):
         fold = by_key[result.key]
         write_json(fold_path(out, result.recipe, fold), result.to_dict())
+        checkpoint_path(out, result.recipe, fold).unlink(missing_ok=True)
         done[(result.recipe, result.key)] = result
         progress.fold_done(result, fold)
 

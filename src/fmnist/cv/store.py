@@ -37,6 +37,11 @@ def read_finished(path: Path, task: FoldTask) -> tuple[FoldResult | None, str | 
     return result, None
 
 
+def checkpoint_path(out: Path, recipe: str, fold: Fold) -> Path:
+    """OUT/folds/<recipe>/r<repeat>-f<fold>.checkpoint.safetensors: a fold's training state while it trains."""
+    return Path(out) / FOLDS_DIR / safe_name(recipe) / f"{fold.key}.checkpoint.safetensors"
+
+
 def clean_temp_files(out: Path) -> int:
     """Delete temporary files an interrupted run left in OUT (fileio's atomic writes name them `.<name>.*`)."""
     removed = 0

@@ -285,16 +285,18 @@ def validate(loop: Loop, xv: torch.Tensor, yv: torch.Tensor, options: TrainOptio
 
 
 def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callbacks | None = None,
-        init: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None, resume: bool = False) -> TrainResult:
+        init: dict[str, torch.Tensor] | None = None, checkpoint: Path | None = None, resume: bool = False,
+        tag: dict | None = None) -> TrainResult:
     """Train `recipe` on data.train (from the weights `init` when given); validate on data.val after every epoch.
 
     With `checkpoint`, the loop's whole state is written there after every epoch and when the callbacks ask to
-    stop (then TrainingInterrupted is raised); with `resume`, training continues from that file.
+    stop (then TrainingInterrupted is raised); with `resume`, training continues from that file, which must name
+    the same recipe, seed, number of training images and `tag` (e.g. a cross-validation fold's identity).
     """
     cb = callbacks or Callbacks()
     loop = start(recipe, data, options, init)
-    recipe_dict = recipe.to_dict()
-    position = load_checkpoint(checkpoint, loop, recipe_dict) if resume and checkpoint else Position(1)
+    identity = {"recipe": recipe.to_dict(), "seed": options.seed, "train_images": len(loop.x), "tag": tag}
+    position = load_checkpoint(checkpoint, loop, identity) if resume and checkpoint else Position(1)
     xv = yv = None
     if data.val is not None and len(data.val[0]):
         xv, yv = to_device_tensors(*data.val, loop.device, recipe.mean, recipe.std, options.channels_last)
@@ -313,7 +315,7 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
                                                 position if epoch == position.epoch else None)
         except _Stop as stop:
             stop.position.history, stop.position.seconds = [h.as_dict() for h in history], time.perf_counter() - t_start
-            saved = save_checkpoint(checkpoint, loop, stop.position, recipe_dict) if checkpoint else None
+            saved = save_checkpoint(checkpoint, loop, stop.position, identity) if checkpoint else None
             raise TrainingInterrupted(f"training stopped in epoch {epoch} after step {stop.position.done} of "
                                       f"{loop.steps_per_epoch}", saved) from None
         lr = loop.optimizer.param_groups[0]["lr"]
@@ -323,7 +325,7 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
         cb.epoch_end(stats)
         if checkpoint:
             save_checkpoint(checkpoint, loop, Position(epoch + 1, history=[h.as_dict() for h in history],
-                                                       seconds=time.perf_counter() - t_start), recipe_dict)
+                                                       seconds=time.perf_counter() - t_start), identity)
     if loop.ema is not None:
         loop.ema.swap()  # the averaged weights are the final model, with BatchNorm statistics of their own
         recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)

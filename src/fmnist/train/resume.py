@@ -43,8 +43,8 @@ class Position:
     seconds: float = 0.0  # training wall time spent before this point
 
 
-def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, recipe: dict[str, Any]) -> Path:
-    """Write the loop's state at `position` to `path` atomically."""
+def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, identity: dict[str, Any]) -> Path:
+    """Write the loop's state at `position` to `path` atomically; `identity` (recipe, seed, data) names the run."""
     tensors: dict[str, torch.Tensor] = {}
     for name, t in loop.model.state_dict().items():
         tensors[f"model.{name}"] = t
@@ -65,7 +65,7 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, reci
     if position.perm is not None:
         tensors["epoch.perm"] = position.perm
     header = {
-        "format": FORMAT, "version": VERSION, "recipe": recipe, "step": loop.step, "epoch": position.epoch,
+        "format": FORMAT, "version": VERSION, "identity": identity, "step": loop.step, "epoch": position.epoch,
         "done": position.done, "running": list(position.running), "history": position.history,
         "seconds": position.seconds, "opt_groups": opt["param_groups"], "opt_scalars": opt_scalars,
         "numpy": _numpy_state(), "python": _python_state(),
@@ -77,8 +77,8 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, reci
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, loop: Any, recipe: dict[str, Any]) -> Position:
-    """Restore the loop's state from `path` and return where it stopped; DataError if the file does not fit."""
+def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]) -> Position:
+    """Restore the loop's state from `path` and return where it stopped; DataError if it belongs to another run."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -88,8 +88,8 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, recipe: dict[str, Any]) 
         raise DataError(f"checkpoint {path} cannot be read ({e}); it is damaged: start the run again with --overwrite") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
         raise DataError(f"{path} is not a checkpoint this fmnist writes; start the run again with --overwrite")
-    if header.get("recipe") != json.loads(json.dumps(recipe)):
-        raise DataError(f"checkpoint {path} was written for another recipe than the run's config.json; "
+    if header.get("identity") != json.loads(json.dumps(identity)):
+        raise DataError(f"checkpoint {path} was written for another run (another recipe, seed or training data); "
                         "start the run again with --overwrite")
     try:
         model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
