@@ -36,6 +36,10 @@ FRAME = 28  # the model input is FRAME x FRAME pixels
 WORK_SIDE = 256  # longest edge of the working copy, in pixels
 BORDER = 0.04  # the border strip (a fraction of the shorter side) that samples the background
 MIN_CONTRAST = 0.06  # the least colour distance (0..sqrt(3)) that can separate an article from its background
+# The hysteresis' low threshold as a fraction of the high one. Chosen on 400 held-out training images (photo-like:
+# white / shadow / texture / light-grey): 0 scored 92.5 / 89.0 / 91.5 / 92.0%, 0.25 92.2 / 91.5 / 91.8 / 92.2%,
+# 0.4 90.8 / 93.0 / 91.2 / 91.2%: lower keeps an article's faint edges, higher drops a soft shadow.
+WEAK = 0.25
 KEEP_FRACTION = 0.15  # objects at least this share of the largest one are kept (a pair of shoes, a sandal's straps)
 SHARPEN_PERCENT = 50  # unsharp mask (radius 1 px) strength on the 28x28 image; see below
 # Both chosen on 300 held-out training images (never the test set), photo-like under three distortions: sharpening
@@ -136,7 +140,7 @@ def foreground_mask(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
         return np.zeros((h, w), bool)
     strong_at = max(otsu_threshold(distance), MIN_CONTRAST, noise)
     # Hysteresis: faint parts of the article (a light sleeve) count when they touch a clearly different part.
-    weak = distance > max(MIN_CONTRAST / 2, noise)
+    weak = distance > max(MIN_CONTRAST / 2, noise, WEAK * strong_at)
     labels, n = ndimage.label(weak)
     strong_labels = np.unique(labels[distance > strong_at])
     mask = np.isin(labels, strong_labels[strong_labels > 0])
