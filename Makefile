@@ -32,6 +32,7 @@ bench-smoke: data
 	$(PY) -m benchmarks.side_by_side --quick
 	$(PY) -m benchmarks.frontier --quick
 	$(PY) -m benchmarks.photos --quick
+	$(PY) -m benchmarks.fuzz --quick
 
 setup: $(VENV)/.installed
 

@@ -121,3 +121,15 @@ def test_missing_file(tmp_path):
 
 def test_parse_bytes_directly():
     np.testing.assert_array_equal(parse_idx(_labels_bytes()), [1, 2, 3])
+
+
+def test_a_gzip_bomb_is_refused_without_expanding(tmp_path, monkeypatch):
+    import gzip as gz
+
+    from fmnist.data import idx as idx_module
+
+    monkeypatch.setattr(idx_module, "MAX_IDX_BYTES", 1 << 20)  # 1 MiB: the same rule at a size a test can afford
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(gz.compress(b"\0\0\x08\x03" + b"\0" * (4 << 20)))
+    with pytest.raises(IdxError, match="decompresses to more than"):
+        read_idx(path)

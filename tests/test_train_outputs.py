@@ -50,12 +50,12 @@ def test_keep_checkpoints_and_resume_of_a_finished_run(cli, tiny_data_dir, tmp_p
     assert r.exit_code == 2 and "no checkpoint to resume" in r.stderr
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(400)
 def test_ctrl_c_writes_a_checkpoint_prints_the_resume_command_and_resume_finishes(tiny_data_dir, tmp_path):
     run = tmp_path / "run"
     env = os.environ | {"COLUMNS": "200"}
     cmd = [sys.executable, "-m", "fmnist", "--dataset", "idx", "--data-dir", str(tiny_data_dir), "train", "mlp",
-           "--epochs", "120", "--batch-size", "16", "--out", str(run)]
+           "--epochs", "40", "--batch-size", "16", "--out", str(run)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 60
     while not (run / "checkpoint.safetensors").exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -67,18 +67,18 @@ def test_ctrl_c_writes_a_checkpoint_prints_the_resume_command_and_resume_finishe
     assert f"resume with: fmnist train --resume {run}" in stderr and "Traceback" not in stderr
     assert (run / "checkpoint.safetensors").is_file() and not (run / "model.safetensors").exists()
     done = subprocess.run([sys.executable, "-m", "fmnist", "train", "--resume", str(run), "--json"],
-                          capture_output=True, text=True, env=env, timeout=100)
+                          capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["epochs"] == 120
+    assert json.loads(done.stdout)["epochs"] == 40
     assert (run / "model.safetensors").is_file() and not (run / "checkpoint.safetensors").exists()
-    assert len((run / "history.csv").read_text().splitlines()) == 121
+    assert len((run / "history.csv").read_text().splitlines()) == 41
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(400)
 def test_after_kill_9_resume_continues_from_the_last_complete_checkpoint(tiny_data_dir, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "fmnist", "--dataset", "idx", "--data-dir", str(tiny_data_dir), "train", "mlp",
-           "--epochs", "120", "--batch-size", "16", "--out", str(run)]
+           "--epochs", "40", "--batch-size", "16", "--out", str(run)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not (run / "checkpoint.safetensors").exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -87,6 +87,6 @@ def test_after_kill_9_resume_continues_from_the_last_complete_checkpoint(tiny_da
     proc.kill()
     proc.wait(timeout=30)
     done = subprocess.run([sys.executable, "-m", "fmnist", "train", "--resume", str(run), "--json"],
-                          capture_output=True, text=True, timeout=100)
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["epochs"] == 120 and (run / "model.safetensors").is_file()
+    assert json.loads(done.stdout)["epochs"] == 40 and (run / "model.safetensors").is_file()

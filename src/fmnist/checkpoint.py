@@ -7,15 +7,21 @@ Layout: the tensors are the model's state_dict; the safetensors header's string 
     <field>         JSON                    one key per ModelMeta field (model, model_args, classes, mean, ...)
 
 Loading reads JSON and raw tensors only: no pickle, no torch.load, nothing from the file is executed. The
-architecture is rebuilt from the registry by name (`build_model(meta.model, **meta.model_args)`).
+architecture is rebuilt from the registry by name (`build_model(meta.model, **meta.model_args)`), after its
+arguments pass MODEL_ARG_BOUNDS and a build on the meta device (no memory) has the names, shapes and dtypes of the
+file's tensors: a file cannot make fmnist allocate much more than its own size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
+import math
 import os
+import re
+import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,13 +29,13 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialize
 from torch import nn
 
 from fmnist import __version__
 from fmnist.config import Recipe
 from fmnist.errors import DataError, UsageError
-from fmnist.fileio import atomic_path
+from fmnist.fileio import atomic_write
 from fmnist.models import build_model, list_models
 from fmnist.runtime import resolve_device
 
@@ -37,6 +43,26 @@ FORMAT = "fmnist-model"
 FORMAT_VERSION = 1
 _HEADER_KEYS = ("format", "format_version", "digest")  # the header's own keys, outside the digest
 MODEL_FILENAME = "model.safetensors"  # the model file inside a run directory
+# A model file's header is a few kB to a few hundred (one entry per tensor); safetensors would parse 100 MB of JSON.
+MAX_HEADER_BYTES = 16 * 2**20
+MAX_CLASSES = 10_000
+
+# The arguments each architecture takes, with bounds, checked before anything is built: (low, high) for an int,
+# (low, high, most items) for a list of ints, or the allowed strings. Generous for real models, they cap what even
+# the meta-device build costs (modules, not memory).
+_SIZE = (1, 1024)
+_COMMON_ARGS: dict[str, tuple] = {"in_channels": (1, 1), "num_classes": (1, MAX_CLASSES), "image_size": (28, 28)}
+MODEL_ARG_BOUNDS: dict[str, dict[str, tuple]] = {
+    "mlp": {"hidden": (1, 8192)},
+    "baseline": {"filters": _SIZE, "padding": ("valid", "same")},
+    "seed003": {}, "seed004": {}, "minivgg": {},
+    "resnet": {"stem": _SIZE, "widths": (*_SIZE, 8), "blocks": (0, 16, 8)},
+}
+# The other arguments of an architecture without bounds above (a plugin's, a test's): a bool, a short string, or
+# ints in this range, alone or in a short list.
+_OTHER_INTS = (0, 65_536, 16)
+_DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.bool: "BOOL",
+                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8"}
 
 # First bytes of files people mistake for a model file, to say what was given instead.
 _MAGIC = {
@@ -47,6 +73,7 @@ _MAGIC = {
     b"PK\x03\x04": "a zip archive (a PyTorch .pt/.pth checkpoint is one; fmnist never loads pickles)",
     b"\x89HDF": "an HDF5 file (a Keras .h5 model?)",
     b"\x1f\x8b": "a gzip file",
+    **{bytes([0x80, protocol]): "a Python pickle (fmnist never loads pickles)" for protocol in range(2, 6)},
 }
 
 
@@ -112,16 +139,23 @@ def save_model(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) -> Pa
     }
     fields = _meta_fields(meta)
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), **fields, "digest": _digest(fields, tensors)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    data = serialize(tensors, metadata=metadata)  # bytes, written by Python: a full disk is a WriteError, not a Rust one
+    with atomic_write(path) as f:
+        f.write(data)
     return path
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelMeta]:
     """Rebuild the model saved at `path` (file or run directory), verify it, and return it in eval mode with its meta."""
     path = resolve_model_path(path)
-    metadata, tensors = _read(path, with_tensors=True)
-    meta = _parse_meta(path, metadata)
+    f, metadata = _open(path)
+    with f:
+        meta = _parse_meta(path, metadata)
+        if meta.model not in list_models():
+            raise DataError(f"model file {path} needs architecture {reprlib.repr(meta.model)}, which this fmnist does not "
+                            f"have (known: {', '.join(list_models())}); upgrade fmnist or use a model trained with this version")
+        _check_tensors(path, meta, f)  # before any weight is read or any real layer allocated
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
     # The digest covers the metadata fields as the file stores them, so a file written before a field was added
     # (which lacks it) still verifies.
     stored = {k: v for k, v in metadata.items() if k not in _HEADER_KEYS}
@@ -130,14 +164,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
             f"model file {path} has been modified since it was saved: its checksum does not match its weights "
             "and metadata (tampered or corrupted); use an untouched copy or retrain it"
         )
-    if meta.model not in list_models():
-        raise DataError(f"model file {path} needs architecture {meta.model!r}, which this fmnist does not have "
-                        f"(known: {', '.join(list_models())}); upgrade fmnist or use a model trained with this version")
-    try:
-        model = build_model(meta.model, **meta.model_args)
-    except (UsageError, TypeError, ValueError) as e:
-        raise DataError(f"model file {path}: cannot build {meta.model!r} with arguments {meta.model_args} ({e}); "
-                        "the file was written by an incompatible fmnist version") from None
+    model = _build(path, meta)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
@@ -149,8 +176,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
 def read_meta(path: str | os.PathLike) -> ModelMeta:
     """The meta of the model file at `path` (file or run directory), reading only its header (weights unchecked)."""
     path = resolve_model_path(path)
-    metadata, _ = _read(path, with_tensors=False)
-    return _parse_meta(path, metadata)
+    f, metadata = _open(path)
+    with f:
+        return _parse_meta(path, metadata)
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:
@@ -169,45 +197,90 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def _read(path: Path, with_tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    """The header metadata (and the tensors, on CPU) of a safetensors file, or a DataError saying what is wrong."""
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
-    except (SafetensorError, OSError, ValueError) as e:
-        problem, fix = _diagnose(path)
-        raise DataError(f"model file {path} {problem} (safetensors: {e}); {fix}") from None
-    if metadata.get("format") != FORMAT:
-        raise DataError(f"{path} is a safetensors file but not an fmnist model (no format={FORMAT!r} marker in "
-                        "its metadata); pass a model file saved by `fmnist train`")
-    return metadata, tensors
-
-
-def _diagnose(path: Path) -> tuple[str, str]:
-    """Why a file failed to open as safetensors, and the fix: truncated/damaged, or some other kind of file."""
+def _open(path: Path) -> tuple[Any, dict[str, str]]:
+    """The open safetensors file at `path` (a context manager) and its string metadata, if it is an fmnist model file;
+    else a DataError saying what is wrong with it."""
     try:
         with open(path, "rb") as f:
             head = f.read(9)
     except OSError:
-        return "cannot be read", "check that it exists and that you may read it"
+        head = b""  # safe_open fails too, and _diagnose says why
+    if head[8:9] == b"{" and int.from_bytes(head[:8], "little") > MAX_HEADER_BYTES:
+        raise DataError(f"model file {path} has a header of {int.from_bytes(head[:8], 'little'):,} bytes, more than a model "
+                        f"file's {MAX_HEADER_BYTES:,}; pass a .safetensors model file saved by `fmnist train`")
+    try:
+        f = safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        problem, fix = _diagnose(path, e)
+        raise DataError(f"model file {path} {problem}; {fix}") from None
+    metadata = f.metadata() or {}
+    if metadata.get("format") != FORMAT:
+        raise DataError(f"{path} is a safetensors file but not an fmnist model (no format={FORMAT!r} marker in "
+                        "its metadata); pass a model file saved by `fmnist train`")
+    return f, metadata
+
+
+def _diagnose(path: Path, error: Exception) -> tuple[str, str]:
+    """Why a file failed to open as safetensors, and the fix: which part is damaged, or what kind of file it is."""
     other = "pass a .safetensors model file saved by `fmnist train`"
+    damaged = "copy it again from where it was saved, or retrain it"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            # A safetensors file starts with an 8-byte little-endian header length, then the JSON header.
+            head = f.read(9)
+            n = int.from_bytes(head[:8], "little")
+            header = head[8:] + f.read(n - 1) if len(head) == 9 and 1 <= n <= min(size - 8, MAX_HEADER_BYTES) else b""
+    except OSError:
+        return "cannot be read", "check that it exists and that you may read it"
     if not head:
         return "is empty", other
-    # A safetensors file starts with an 8-byte header length, then the JSON header.
-    if len(head) == 9 and head[8:9] == b"{":
-        return "is truncated or damaged", "copy it again from where it was saved, or retrain it"
-    for magic, kind in _MAGIC.items():
-        if head.startswith(magic):
-            return f"is not a safetensors file: it looks like {kind}", other
-    return "is not a safetensors file", other
+    if head[8:9] == b"{" and n > size - 8:
+        return f"is truncated: its header should be {n:,} bytes but only {size - 8:,} follow its length", damaged
+    try:
+        entries = json.loads(header) if header else None
+    except (ValueError, RecursionError):
+        entries = None
+        if head[8:9] == b"{":
+            return "is damaged: its header is not valid JSON", damaged
+    if entries is not None and not isinstance(entries, dict):
+        return "is damaged: its header is not a JSON object", damaged
+    if entries is not None or head[8:9] == b"{":
+        return f"is truncated or damaged (safetensors: {error})", damaged
+    kinds = [kind for magic, kind in _MAGIC.items() if head.startswith(magic)]
+    return (f"is not a safetensors file: it looks like {kinds[0]}" if kinds else "is not a safetensors file"), other
+
+
+def _check_tensors(path: Path, meta: ModelMeta, f: Any) -> None:
+    """DataError naming the first difference between the file's tensors (names, shapes, dtypes, from the header)
+    and the state_dict of meta's architecture, which is built on the meta device: shapes without memory."""
+    with torch.device("meta"):
+        wanted = {k: (_DTYPE_NAMES.get(t.dtype, str(t.dtype)), list(t.shape)) for k, t in _build(path, meta).state_dict().items()}
+    stored = {k: (s.get_dtype(), s.get_shape()) for k in f.keys() for s in [f.get_slice(k)]}
+    problem = next(itertools.chain(
+        (f"tensor {k!r} is missing" for k in wanted if k not in stored),
+        (f"it has an extra tensor {reprlib.repr(k)}" for k in stored if k not in wanted),
+        (f"tensor {k!r} is {stored[k][0]} {stored[k][1]} where the architecture has {v[0]} {v[1]}"
+         for k, v in wanted.items() if stored[k] != v)), None)
+    if problem:
+        raise DataError(f"model file {path}: its weights do not fit architecture {meta.model!r} {meta.model_args}: "
+                        f"{problem}; the file was written by an incompatible fmnist version, or damaged")
+
+
+def _build(path: Path, meta: ModelMeta) -> nn.Module:
+    """build_model(meta.model, **meta.model_args) (on the current default device), or a DataError."""
+    try:
+        return build_model(meta.model, **meta.model_args)
+    except (UsageError, TypeError, ValueError, RuntimeError, NotImplementedError) as e:
+        raise DataError(f"model file {path}: cannot build {meta.model!r} with arguments {meta.model_args} ({e}); "
+                        "the file was written by an incompatible fmnist version") from None
 
 
 def _parse_meta(path: Path, metadata: dict[str, str]) -> ModelMeta:
     """ModelMeta from the header's string metadata, validated; DataError naming the bad field."""
     version = metadata.get("format_version", "")
-    if not version.isdigit():
-        raise DataError(f"model file {path} has an invalid format_version {version!r}; the file is damaged")
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", version):  # not str.isdigit: "²" is a digit that int() refuses
+        raise DataError(f"model file {path} has an invalid format_version {reprlib.repr(version)}; the file is damaged")
     if int(version) > FORMAT_VERSION:
         raise DataError(f"model file {path} has format version {version}, newer than this fmnist reads "
                         f"({FORMAT_VERSION}); upgrade fmnist")
@@ -219,12 +292,13 @@ def _parse_meta(path: Path, metadata: dict[str, str]) -> ModelMeta:
             continue
         try:
             values[f.name] = json.loads(metadata[f.name])
-        except json.JSONDecodeError:
-            raise DataError(f"model file {path}: metadata field {f.name!r} is not valid JSON; the file is damaged") from None
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+            raise DataError(f"model file {path}: metadata field {f.name!r} is not valid JSON (or nested too deeply); the "
+                            "file is damaged") from None
     try:
         meta = ModelMeta(**values)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"model file {path} has invalid metadata ({e}); the file is damaged") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:
+        raise DataError(f"model file {path} has invalid metadata ({str(e)[:200]}); the file is damaged") from None
     _check_meta(meta, str(path), error=DataError)
     return meta
 
@@ -237,21 +311,25 @@ def _check_meta(meta: ModelMeta, where: str, error: type[Exception]) -> None:
     args = meta.model_args if isinstance(meta.model_args, dict) else {}
     if not isinstance(meta.model_args, dict):
         problems.append("model_args must be a dict")
-    if not isinstance(meta.classes, list) or not meta.classes or not all(isinstance(c, str) for c in meta.classes):
-        problems.append("classes must be a non-empty list of names")
+    elif isinstance(meta.model, str):
+        problems += _arg_problems(meta.model, args)
+    if not (isinstance(meta.classes, list) and 0 < len(meta.classes) <= MAX_CLASSES and all(isinstance(c, str) for c in meta.classes)):
+        problems.append(f"classes must be a list of 1 to {MAX_CLASSES} names")
     elif args.get("num_classes", len(meta.classes)) != len(meta.classes):
-        problems.append(f"model_args num_classes={args['num_classes']} but {len(meta.classes)} class names")
+        problems.append(f"model_args num_classes={reprlib.repr(args['num_classes'])} but {len(meta.classes)} class names")
     if meta.input_size != (28, 28) or meta.in_channels != 1:
-        problems.append(f"input must be 1 channel of 28x28 pixels, got {meta.in_channels} of {meta.input_size}")
+        problems.append(f"input must be 1 channel of 28x28 pixels, got {reprlib.repr((meta.in_channels, meta.input_size))}")
     elif args.get("in_channels", meta.in_channels) != meta.in_channels:
-        problems.append(f"model_args in_channels={args['in_channels']} but the input has {meta.in_channels}")
+        problems.append(f"model_args in_channels={reprlib.repr(args['in_channels'])} but the input has 1 channel")
     if not isinstance(meta.tta_flip, bool):
         problems.append("tta_flip must be true or false")
     if meta.confidence_threshold is not None and not (isinstance(meta.confidence_threshold, (int, float))
                                                       and 0 <= meta.confidence_threshold <= 1):
         problems.append("confidence_threshold must be a probability or null")
-    if not meta.std > 0:
-        problems.append(f"std must be positive, got {meta.std}")
+    if not (math.isfinite(meta.mean) and 0 < meta.std < math.inf):
+        problems.append(f"mean must be finite and std positive, got {meta.mean} and {meta.std}")
+    if not all(isinstance(getattr(meta, k), str) for k in ("dataset", "dataset_checksum", "version", "created")):
+        problems.append("dataset, dataset_checksum, version and created must be strings")
     if meta.recipe is not None and not isinstance(meta.recipe, dict):
         problems.append("recipe must be a dict or null")
     if not isinstance(meta.metrics, dict):
@@ -259,6 +337,33 @@ def _check_meta(meta: ModelMeta, where: str, error: type[Exception]) -> None:
     if problems:
         message = f"model file {where}: invalid metadata: {'; '.join(problems)}"
         raise error(message + ("; the file is damaged" if error is DataError else ""))
+
+
+def _arg_problems(model: str, args: dict[str, Any]) -> list[str]:
+    """What is wrong with `args` for architecture `model`: arguments it does not take, values out of bounds."""
+    known = MODEL_ARG_BOUNDS.get(model)
+    bounds, problems = _COMMON_ARGS | (known or {}), []
+    for name, value in args.items():
+        b = bounds.get(name)
+        if b is None and known is not None:
+            problems.append(f"{model!r} takes no argument {reprlib.repr(name)}")
+        elif b is None:  # a plugin's own argument (one it does not take fails its build)
+            if not (isinstance(value, (bool, str)) and len(str(value)) <= 64 or _within(value, _OTHER_INTS)
+                    or _within(value, _OTHER_INTS[:2])):
+                problems.append(f"model_args {name}={reprlib.repr(value)} is not a bool, short string or small int")
+        elif not _within(value, b):
+            allowed = "|".join(b) if isinstance(b[0], str) else f"{b[0]}..{b[1]}" + (f", {b[2]} at most" if len(b) > 2 else "")
+            problems.append(f"model_args {name}={reprlib.repr(value)} is out of bounds (allowed: {allowed})")
+    return problems
+
+
+def _within(value: Any, bound: tuple) -> bool:
+    """Whether `value` is one of the strings `bound`, an int in bound[0]..bound[1], or a list of at most bound[2] such ints."""
+    if isinstance(bound[0], str):
+        return isinstance(value, str) and value in bound
+    if len(bound) == 3:
+        return isinstance(value, list) and len(value) <= bound[2] and all(_within(v, bound[:2]) for v in value)
+    return type(value) is int and bound[0] <= value <= bound[1]  # type, not isinstance: true is not a size
 
 
 def _meta_fields(meta: ModelMeta) -> dict[str, str]:

@@ -17,3 +17,12 @@ class UsageError(FmnistError):
     """An invalid option or argument value; exit code 2."""
 
     exit_code = 2
+
+
+class WriteError(FmnistError, OSError):
+    """A file could not be written: the disk is full or over quota, read-only, or not ours to write; exit code 2.
+
+    Also an OSError, so code that tolerates an unwritable location (the dataset cache) still catches it.
+    """
+
+    exit_code = 2

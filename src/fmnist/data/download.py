@@ -20,7 +20,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from fmnist.data.idx import FileDigest, IdxError, inspect_idx
 from fmnist.data.registry import MIRROR_ENV, DatasetSpec
 from fmnist.errors import DataError
-from fmnist.fileio import atomic_path
+from fmnist.fileio import atomic_path, write_error
 
 CHUNK_BYTES = 1 << 16
 TIMEOUT_S = 30  # per connect and per read, not for the whole file
@@ -65,6 +65,9 @@ def _download(url: str, dest: Path, spec: DatasetSpec, fname: str, progress: boo
         except urllib.error.URLError as e:
             raise _Failed(f"connection failed ({e.reason})") from None
         except (http.client.HTTPException, OSError) as e:
+            failed_write = write_error(dest, e) if isinstance(e, OSError) else None
+            if failed_write is not None:  # a full disk or an unwritable cache is not a network problem
+                raise failed_write from None
             raise _Failed(f"connection broken ({type(e).__name__}: {e})") from None
         try:
             _, digest = inspect_idx(tmp)

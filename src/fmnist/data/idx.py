@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import os
 import zlib
@@ -23,6 +24,9 @@ from fmnist.fileio import atomic_write
 UBYTE = 0x08
 MAGIC = {1: 0x00000801, 3: 0x00000803}  # number of dimensions -> magic number
 GZIP_MAGIC = b"\x1f\x8b"
+# The largest decompressed IDX file read (the Fashion-MNIST training images are 47 MB): a small gzip "bomb" that
+# expands to gigabytes is refused instead of filling memory.
+MAX_IDX_BYTES = 2 << 30
 
 
 class IdxError(DataError):
@@ -123,6 +127,11 @@ def _decompressed(blob: bytes, path: str | os.PathLike) -> bytes:
     if blob[:2] != GZIP_MAGIC:
         return blob
     try:
-        return gzip.decompress(blob)
+        with gzip.GzipFile(fileobj=io.BytesIO(blob)) as f:
+            data = f.read(MAX_IDX_BYTES + 1)
     except (EOFError, OSError, zlib.error) as e:
         raise IdxError(path, f"bad gzip stream ({e}); the file is truncated or corrupt") from None
+    if len(data) > MAX_IDX_BYTES:
+        raise IdxError(path, f"decompresses to more than {MAX_IDX_BYTES >> 30} GiB, far more than an MNIST-format "
+                             "file holds (a damaged or hostile file)")
+    return data

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from fmnist.errors import DataError
-from fmnist.fileio import atomic_path
+from fmnist.fileio import atomic_write
 
 FORMAT = "fmnist-checkpoint"
 VERSION = 1
@@ -72,8 +72,9 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, iden
     }
     tensors = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in tensors.items()}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"fmnist": json.dumps(header)})
+    data = save(tensors, metadata={"fmnist": json.dumps(header)})  # bytes, so a full disk is fileio's WriteError
+    with atomic_write(path) as f:
+        f.write(data)
     return path
 
 
