@@ -88,3 +88,19 @@ def test_running_stats_weigh_batches_by_size():
     stats.add(torch.tensor(4.0), torch.eye(3)[[0, 0]], torch.tensor([2, 2]))
     loss, acc = stats.read()
     assert loss == pytest.approx((4 * 1.0 + 2 * 4.0) / 6) and acc == pytest.approx(3 / 6)
+
+
+def test_a_last_batch_of_one_image_joins_the_one_before_and_batch_size_1_is_refused_with_batchnorm():
+    split = make_split(33, seed=15)
+    recipe = get_recipe("minivgg").replace(epochs=1, batch_size=32)  # 33 images: a last batch of 1
+    result = fit(recipe, TrainData((split.images, split.labels), None, 10), TrainOptions(device="cpu"))
+    assert np.isfinite(result.history[0].train_loss)
+    loop = start(recipe, TrainData((split.images, split.labels), None, 10), TrainOptions(device="cpu"))
+    assert loop.steps_per_epoch == 1
+    from fmnist.errors import UsageError
+
+    with pytest.raises(UsageError, match="at least 2 images per batch"):
+        fit(recipe.replace(batch_size=1), TrainData((split.images, split.labels), None, 10), TrainOptions(device="cpu"))
+    # Without BatchNorm a batch of one is fine.
+    fit(get_recipe("mlp").replace(epochs=1, batch_size=1), TrainData((split.images[:4], split.labels[:4]), None, 10),
+        TrainOptions(device="cpu"))

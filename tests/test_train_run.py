@@ -105,3 +105,10 @@ def test_limit_and_holdout_use_seeded_disjoint_subsets(tiny_data_dir, tmp_path):
     # 150 minus about 10% of each class (rounded per class) held out for validation.
     assert 130 <= config["options"]["train_images"] <= 140
     assert result.metrics.validation == "holdout"
+
+
+def test_square_brackets_in_paths_are_printed_literally(cli, tiny_data_dir, tmp_path):
+    out = tmp_path / "[red]run"
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert f"run directory: {out}" in r.stdout and "Traceback" not in r.stderr

@@ -96,13 +96,13 @@ def train(
     if as_json:
         print_json(summary)
         return
-    err.print(f"validation: {m.validation_note}")
+    err.print(f"validation: {m.validation_note}", markup=False)
     out.print(
         f"[bold]{r.name}[/]: test accuracy [bold green]{m.test_accuracy * 100:.2f}%[/] (loss {m.test_loss:.4f}), "
         f"{m.epochs} epochs in {m.train_seconds:.1f}s on {m.device} ({m.precision})"
     )
-    out.print(f"run directory: {result.run_dir}")
-    out.print(f"report: {result.run_dir / 'report.md'}")
+    out.print(f"run directory: {result.run_dir}", markup=False, soft_wrap=True)  # a path is printed as it is
+    out.print(f"report: {result.run_dir / 'report.md'}", markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

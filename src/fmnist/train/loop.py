@@ -196,7 +196,14 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
     n, bs = len(x), recipe.batch_size
     if n == 0:
         raise ValueError("no training images")
+    if bs == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UsageError(f"recipe {recipe.name!r} has BatchNorm layers, which need at least 2 images per batch; "
+                         "use --batch-size 2 or more")
     steps_per_epoch = n // bs if recipe.drop_last and n >= bs else (n + bs - 1) // bs
+    if not recipe.drop_last and n > bs and n % bs == 1:
+        # A last batch of one image would fail in BatchNorm's training mode (one value per channel has no
+        # variance): it joins the batch before it instead (train_epoch's last slice runs to the end).
+        steps_per_epoch -= 1
     params = list(model.parameters())
     return Loop(
         recipe=recipe,
@@ -261,7 +268,8 @@ def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int, posi
     else:
         perm, first = torch.randperm(len(loop.x), generator=loop.shuffle).to(loop.device), 0
     for i in range(first, loop.steps_per_epoch):
-        running.add(*train_step(loop, perm[i * bs : (i + 1) * bs]))
+        end = len(perm) if i + 1 == loop.steps_per_epoch and not loop.recipe.drop_last else (i + 1) * bs
+        running.add(*train_step(loop, perm[i * bs : end]))
         if (i + 1) % progress_every == 0 or i + 1 == loop.steps_per_epoch:
             cb.step(i + 1, *running.read())
         if cb.should_stop():
