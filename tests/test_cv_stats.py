@@ -109,3 +109,9 @@ def test_comparison_sentence_speaks_in_points():
     b = [0.9100, 0.9110, 0.9100, 0.9110, 0.9105]
     c = compare("baseline-same", a, "baseline", b, folds=5)
     assert c.sentence.startswith("`baseline-same` vs `baseline`: +0.07 points, ")
+
+
+def test_the_interval_of_an_accuracy_stays_in_0_to_1():
+    s = summarize([0.99, 1.0, 0.2], bounds=(0.0, 1.0))
+    assert 0.0 <= s.ci_low and s.ci_high == 1.0
+    assert summarize([0.01, 0.0, 0.9], bounds=(0.0, 1.0)).ci_low == 0.0 and summarize([0.01, 0.0, 0.9]).ci_low < 0

@@ -111,3 +111,12 @@ def test_plot_sample_grid_shape(tmp_path):
         assert im.size == (700, 775)  # 5x5 cells, no title
     with pytest.raises(ValueError):
         plot_sample_grid(images, np.arange(3), CLASSES, tmp_path / "bad.png")
+
+
+def test_json_output_never_holds_a_bare_nan(capsys):
+    import json
+
+    from fmnist.cli.common import print_json
+
+    print_json({"loss": float("nan"), "rows": [float("inf"), 1.5], "nested": {"x": -float("inf")}})
+    assert json.loads(capsys.readouterr().out) == {"loss": None, "rows": [None, 1.5], "nested": {"x": None}}

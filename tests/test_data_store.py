@@ -306,3 +306,13 @@ def test_short_classes_txt_is_out_of_range(tiny_dir):
     (tiny_dir / "classes.txt").write_text("a\n\nb\n")
     with pytest.raises(DataError, match="line 2 is blank"):
         load_dataset("idx", data_dir=tiny_dir)
+
+
+def test_classes_txt_with_a_byte_order_mark_and_with_duplicates(tmp_path):
+    directory = write_dataset(tmp_path / "d", Split(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]), ("a", "b")),
+                              Split(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]), ("a", "b")))
+    (directory / "classes.txt").write_bytes("\ufeffshirt\nshoe\n".encode("utf-8"))
+    assert load_dataset("idx", data_dir=directory).classes == ("shirt", "shoe")
+    (directory / "classes.txt").write_text("shirt\nshirt\n")
+    with pytest.raises(DataError, match="'shirt' named more than once"):
+        load_dataset("idx", data_dir=directory)

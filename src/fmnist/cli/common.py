@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,8 +58,22 @@ def settings(ctx: typer.Context, data_dir: Path | None = None, dataset: str | No
 
 def print_json(obj: Any) -> None:
     """Write `obj` as the single JSON document on stdout."""
-    out.file.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    # NaN and infinities are not JSON: they are written as null, so stdout always parses.
+    out.file.write(json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
     out.file.flush()
+
+
+def _finite(obj: Any) -> Any:
+    """`obj` with every non-finite float (anywhere in dicts, lists and tuples) replaced by None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return _finite(obj.tolist())
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

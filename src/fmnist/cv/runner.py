@@ -121,7 +121,7 @@ def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None) -
         data={"name": data.name, "checksum": checksum, "images": len(labels), "limit": config.limit},
         folds=folds,
         results=results,
-        summaries={name: summarize(s) for name, s in scores.items()},
+        summaries={name: summarize(s, bounds=(0.0, 1.0)) for name, s in scores.items()},  # accuracies
         # Every pair, the later-named recipe against the earlier one: "is the variant better than the reference?"
         comparisons=[
             compare(names[j], scores[names[j]], names[i], scores[names[i]], config.folds, config.repeats)

@@ -60,12 +60,16 @@ class Summary:
         return {k: _finite(v) for k, v in self.__dict__.items()}
 
 
-def summarize(x: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
-    """n, mean, sample std and the t interval mean ± t(n-1) · s / √n."""
+def summarize(x: Sequence[float], confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None) -> Summary:
+    """n, mean, sample std and the t interval mean ± t(n-1) · s / √n, clipped to `bounds` when given (an accuracy
+    cannot leave [0, 1], however wide the interval of a few noisy folds)."""
     a = _array(x)
     m, s, n = float(a.mean()), sample_std(a), len(a)
     half = t_quantile(n - 1, confidence) * s / math.sqrt(n) if n > 1 else math.nan
-    return Summary(n, m, s, m - half, m + half, confidence)
+    low, high = m - half, m + half
+    if bounds is not None and not math.isnan(half):
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return Summary(n, m, s, low, high, confidence)
 
 
 @dataclass(frozen=True)

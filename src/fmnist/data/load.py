@@ -195,7 +195,8 @@ def _classes(spec: DatasetSpec, location: Location) -> tuple[str, ...]:
     if not spec.custom or not path.is_file():
         return spec.classes
     try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        # utf-8-sig: a byte-order mark (as some editors write) is not part of the first class name.
+        names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot be read as UTF-8 text ({e}). Fix: write one class name per line, in label order.") from None
     while names and not names[-1]:
@@ -203,6 +204,10 @@ def _classes(spec: DatasetSpec, location: Location) -> tuple[str, ...]:
     if not names or "" in names:
         where = f"line {names.index('') + 1} is blank" if names else "it names no class"
         raise DataError(f"{path}: {where}. Fix: write one class name per line, in label order.")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: {', '.join(map(repr, repeated))} named more than once; each class needs its own "
+                        "name. Fix: write one distinct class name per line, in label order.")
     return tuple(names)
 
 
