@@ -9,10 +9,11 @@ OUT     ?= runs/main
 
 .PHONY: run test bench-smoke setup data clean
 
+# The main job replaces the run it made last time (--overwrite); the sample grid goes into the new run directory.
 run: data
 	$(FMNIST) data info
+	$(FMNIST) train $(RECIPE) --out $(OUT) --overwrite
 	$(FMNIST) data show --split train --n 25 --out $(OUT)/samples.png
-	$(FMNIST) train $(RECIPE) --out $(OUT)
 	$(FMNIST) evaluate $(OUT)
 
 test: data
