@@ -24,11 +24,13 @@ LAYERS = [
     ["fmnist.recipes"],
     ["fmnist.checkpoint", "fmnist.imaging", "fmnist.metrics"],
     ["fmnist.inference"],
+    ["fmnist.export"],
     ["fmnist.train"],
     ["fmnist.rundir"],
     ["fmnist.plots"],
     ["fmnist.reports"],
     ["fmnist.cv"],
+    ["fmnist.serve"],
     ["fmnist.pipeline"],
     ["fmnist.cli", "fmnist.__main__"],
 ]

@@ -99,53 +99,46 @@ def loss_and_accuracy(out: torch.Tensor, labels: torch.Tensor) -> tuple[float, f
     return float(loss), float((out.argmax(1) == labels).double().mean())
 
 
-class Predictor:
-    """A model plus its meta: normalizes uint8 images, runs the model without gradients, returns probabilities."""
+class BasePredictor:
+    """What every backend shares: a model's meta (classes, normalization, confidence threshold) and the steps from
+    image files to predictions. A backend (torch here, ONNX Runtime in fmnist.export) supplies `predict_logits`."""
 
-    def __init__(self, model: nn.Module, meta: ModelMeta, device: str | torch.device | None = None) -> None:
-        # device None: run where the model already is (e.g. the trainer's model on the GPU), moving nothing.
-        if device is None:
-            device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self.device = resolve_device(device)
-        self.model = model.to(self.device)
+    backend = "base"
+
+    def __init__(self, meta: ModelMeta) -> None:
         self.meta = meta
         self.classes = list(meta.classes)
         self.tta_flip = meta.tta_flip
         self.threshold = meta.confidence_threshold if meta.confidence_threshold is not None else DEFAULT_CONFIDENCE
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Predictor":
-        """Load a model file (or a run directory holding model.safetensors) for prediction."""
-        model, meta = load_model(path, device)
-        return cls(model, meta, device)
-
     def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Logits float32 [N, K] for uint8 images [N, 28, 28]; with tta_flip, the mean over image and mirror."""
-        images = self._check_images(images)
-        if len(images) == 0:
-            return np.zeros((0, len(self.classes)), np.float32)
-        x = normalize(torch.from_numpy(images).to(self.device), self.meta.mean, self.meta.std)
-        return batched_logits(self.model, x, batch_size, self.tta_flip).cpu().numpy()
+        """Logits float32 [N, K] for uint8 images [N, H, W]."""
+        raise NotImplementedError
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities float32 [N, K] (rows sum to 1) for uint8 images [N, 28, 28]."""
         logits = torch.from_numpy(self.predict_logits(images, batch_size))
         return torch.softmax(logits, dim=1).numpy()
 
-    def predict_prepared(self, prepared: Sequence[Preprocessed], names: Sequence[str]) -> list[Prediction]:
-        """Predictions for already preprocessed images, named by `names`."""
-        if not prepared:
-            return []
-        probs = self.predict_proba(np.stack([p.image for p in prepared]))
-        k = min(TOP_K, len(self.classes))
-        predictions = []
+    def predictions(self, probs: np.ndarray, names: Sequence[str], prepared: Sequence[Preprocessed],
+                    top_k: int = TOP_K) -> list[Prediction]:
+        """Predictions from class probabilities [N, K] of already preprocessed images, named by `names`."""
+        k = max(1, min(top_k, len(self.classes)))
+        out = []
         for name, item, p in zip(names, prepared, probs):
             order = np.argsort(-p, kind="stable")[:k]  # ties keep the lower class index first
             top = [(int(i), self.classes[i], float(p[i])) for i in order]
             index, label, probability = top[0]
-            predictions.append(Prediction(name, index, label, probability, top, probability >= self.threshold,
-                                          item.mode, item.image, [float(v) for v in p]))
-        return predictions
+            out.append(Prediction(name, index, label, probability, top, probability >= self.threshold,
+                                  item.mode, item.image, [float(v) for v in p]))
+        return out
+
+    def predict_prepared(self, prepared: Sequence[Preprocessed], names: Sequence[str],
+                         top_k: int = TOP_K) -> list[Prediction]:
+        """Predictions for already preprocessed images, named by `names`."""
+        if not prepared:
+            return []
+        return self.predictions(self.predict_proba(np.stack([p.image for p in prepared])), names, prepared, top_k)
 
     def predict_files(self, paths: Sequence[str | os.PathLike], mode: str = "auto"
                       ) -> tuple[list[Prediction], list[tuple[str, str]]]:
@@ -161,7 +154,8 @@ class Predictor:
                 failed.append((str(path), str(e)))
         return self.predict_prepared(prepared, names), failed
 
-    def _check_images(self, images: np.ndarray) -> np.ndarray:
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        """`images` as a C-contiguous uint8 [N, H, W] array, or a DataError saying what this model takes."""
         images = np.asarray(images)
         h, w = self.meta.input_size
         if images.ndim != 3 or images.shape[1:] != (h, w) or images.dtype != np.uint8:
@@ -170,7 +164,37 @@ class Predictor:
         return np.ascontiguousarray(images)
 
 
-def evaluate(predictor: Predictor, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict[str, Any]:
+class Predictor(BasePredictor):
+    """A PyTorch model plus its meta: normalizes uint8 images and runs the model without gradients."""
+
+    backend = "torch"
+
+    def __init__(self, model: nn.Module, meta: ModelMeta, device: str | torch.device | None = None,
+                 amp: torch.dtype | None = None) -> None:
+        super().__init__(meta)
+        # device None: run where the model already is (e.g. the trainer's model on the GPU), moving nothing.
+        if device is None:
+            device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.amp = amp  # autocast dtype for inference (None: fp32)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Predictor":
+        """Load a model file (or a run directory holding model.safetensors) for prediction."""
+        model, meta = load_model(path, device)
+        return cls(model, meta, device)
+
+    def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Logits float32 [N, K] for uint8 images [N, 28, 28]; with tta_flip, the mean over image and mirror."""
+        images = self.check_images(images)
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        x = normalize(torch.from_numpy(images).to(self.device), self.meta.mean, self.meta.std)
+        return batched_logits(self.model, x, batch_size, self.tta_flip, self.amp).cpu().numpy()
+
+
+def evaluate(predictor: BasePredictor, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict[str, Any]:
     """Accuracy, mean cross-entropy, predicted labels [N] and probabilities [N, K] of `predictor` on a labelled set.
 
     Deterministic on CPU for a given batch size, so evaluating a saved model reproduces the accuracy recorded
