@@ -85,3 +85,18 @@ def tiny_recipes(epochs: int = 1):
 def config(out: Path, **kw) -> CVConfig:
     base = {"recipes": tiny_recipes(), "out": out, "threads": 1, "precision": "fp32", "device": "cpu"}
     return CVConfig(**(base | kw))
+
+
+
+def png_bytes(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    """An image array (uint8 [H, W] or [H, W, 3]) encoded as a file, in memory."""
+    from fmnist.imaging import encode_image
+
+    return encode_image(image, fmt)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height pixels and holds almost none (benchmarks.http_load.bomb_png)."""
+    from benchmarks.http_load import bomb_png
+
+    return bomb_png(width, height)

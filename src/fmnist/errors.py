@@ -13,6 +13,10 @@ class DataError(FmnistError):
     exit_code = 2
 
 
+class TooLargeError(DataError):
+    """Input over a size limit (an image's pixel count, a decompression bomb); exit code 2, HTTP 413 in the server."""
+
+
 class UsageError(FmnistError):
     """An invalid option or argument value; exit code 2."""
 

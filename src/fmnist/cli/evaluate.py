@@ -8,11 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist.cli.common import DataDirOption, DeviceOption, JsonOption, out, print_json, settings
+from fmnist.cli.export import BackendOption
 
 
 def evaluate(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="A model.safetensors file or a run directory.")],
+    model: Annotated[Path, typer.Argument(help="A model.safetensors file, a run directory or (--backend onnx) an .onnx file.")],
     images: Annotated[Optional[Path], typer.Option("--images", help=(
         "Evaluate on a folder of your own images, DIR/<class name>/*, instead of the test set."), show_default=False)] = None,
     preprocess: Annotated[str, typer.Option("--preprocess", help="With --images: auto, photo or dataset.")] = "auto",
@@ -20,19 +21,21 @@ def evaluate(
         "With --images: where the montage and results go (default runs/evaluate-<DIR>-<timestamp>)."), show_default=False)] = None,
     data_dir: DataDirOption = None,
     device: DeviceOption = None,
+    backend: BackendOption = "torch",
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a saved model on its dataset's test set (or on --images DIR) and print the classification report."""
     from fmnist.data import load_split
     from fmnist.errors import UsageError
-    from fmnist.inference import Predictor, evaluate as evaluate_model
+    from fmnist.export import load_predictor
+    from fmnist.inference import evaluate as evaluate_model
     from fmnist.metrics import classification_report, format_report
     from fmnist.rundir import is_run_dir, load_run
     from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, data_dir=data_dir, device=device)
     configure_process()
-    predictor = Predictor.from_file(model, device=resolve_device(s.device))
+    predictor = load_predictor(model, backend, device=resolve_device(s.device))
     meta = predictor.meta
     run = load_run(model) if model.is_dir() and is_run_dir(model) else None
     if images is None and meta.dataset == "folder":
@@ -55,6 +58,7 @@ def evaluate(
     report = classification_report(test.labels, ev["y_pred"], list(meta.classes))
     result = {
         "model": str(model),
+        "backend": predictor.backend,
         "dataset": meta.dataset,
         "test_accuracy": ev["accuracy"],
         "test_loss": ev["loss"],

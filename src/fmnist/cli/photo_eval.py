@@ -11,7 +11,7 @@ from fmnist.cli.common import err, out, print_json
 from fmnist.fileio import write_json
 from fmnist.imaging import check_mode
 from fmnist.imaging.folder import read_image_folder
-from fmnist.inference import Predictor
+from fmnist.inference import BasePredictor
 from fmnist.metrics import classification_report, format_report
 from fmnist.paths import safe_name
 from fmnist.plots.photos import plot_photo_montage
@@ -19,7 +19,7 @@ from fmnist.plots.photos import plot_photo_montage
 MONTAGE_TILES = 48  # at most this many photos in the montage: every mistake first, then the rest in order
 
 
-def evaluate_folder(predictor: Predictor, model: Path, images: Path, mode: str, out_dir: Path | None, as_json: bool) -> None:
+def evaluate_folder(predictor: BasePredictor, model: Path, images: Path, mode: str, out_dir: Path | None, as_json: bool) -> None:
     """Score `predictor` on DIR/<class>/*: print the report, write the montage and results.json."""
     check_mode(mode)
     classes = list(predictor.classes)

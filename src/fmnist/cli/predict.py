@@ -10,16 +10,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from fmnist.cli.common import DeviceOption, JsonOption, err, out, print_json, settings
+from fmnist.cli.export import BackendOption
 
 
 def predict(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="A model.safetensors file or a run directory.")],
+    model: Annotated[Path, typer.Argument(help="A model.safetensors file, a run directory or (--backend onnx) an .onnx file.")],
     images: Annotated[list[Path], typer.Argument(help="Image files or directories of them (PNG, JPEG, BMP, WebP, ...).")],
     preprocess: Annotated[str, typer.Option("--preprocess", "--mode", help=(
         "auto (dataset-style images as they are, photos through the photo pipeline), photo, or dataset "
         "(grayscale and resize to 28x28, as the seeds do)."))] = "auto",
     device: DeviceOption = None,
+    backend: BackendOption = "torch",
     as_json: JsonOption = False,
 ) -> None:
     """Predict the class of each image file; a file that cannot be read is reported and the others still predicted.
@@ -27,14 +29,14 @@ def predict(
     Exit code 0 when every file was predicted, 2 when some could not be read.
     """
     from fmnist.errors import DataError
+    from fmnist.export import load_predictor
     from fmnist.imaging import IMAGE_SUFFIXES, check_mode, image_files
-    from fmnist.inference import Predictor
     from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, device=device)
     check_mode(preprocess)
     configure_process()
-    predictor = Predictor.from_file(model, device=resolve_device(s.device))
+    predictor = load_predictor(model, backend, device=resolve_device(s.device))
     files = image_files(images)
     if not files:
         raise DataError(f"no image files in {', '.join(map(str, images))} (looked for {', '.join(IMAGE_SUFFIXES)})")

@@ -106,11 +106,13 @@ def load_dataset(
     )
 
 
-def load_split(split: str, name: str | DatasetSpec = DEFAULT_DATASET, data_dir: str | os.PathLike | None = None) -> Split:
-    """Find, verify and load one split ("train" or "test"), reading only its two files."""
+def load_split(split: str, name: str | DatasetSpec = DEFAULT_DATASET, data_dir: str | os.PathLike | None = None,
+               download: bool = True) -> Split:
+    """Find, verify and load one split ("train" or "test"), reading only its two files (downloading them if
+    absent, unless `download` is False: then a DataError says how to provide them)."""
     _check_split_name(split)
     spec = get_spec(name)
-    location = locate(spec, data_dir, download=True, progress=True)
+    location = locate(spec, data_dir, download=download, progress=True)
     files = _load_files(spec, location, SPLIT_FILES[split])
     result = _split(spec, location, files, split, _classes(spec, location))
     _keep(files)

@@ -1,6 +1,13 @@
 """Image files to model input: decoding (decode), the dataset and photo preprocessing modes (modes, photo)."""
 
-from fmnist.imaging.decode import IMAGE_SUFFIXES, ImageSource, image_files, open_image, to_grayscale
+from fmnist.imaging.decode import (
+    IMAGE_SUFFIXES,
+    ImageSource,
+    image_files,
+    open_image,
+    to_grayscale,
+)
+from fmnist.imaging.encode import encode_image
 from fmnist.imaging.modes import (
     MODES,
     PREPROCESSORS,
@@ -18,6 +25,25 @@ from fmnist.imaging.modes import (
 from fmnist.imaging.photo import PhotoSteps, photo_steps, photo_to_dataset
 
 __all__ = [
-    "IMAGE_SUFFIXES", "MODES", "PREPROCESSORS", "SIZE", "ImageSource", "image_files", "PhotoSteps", "Preprocessed", "check_mode", "load_image",
-    "load_images", "looks_like_dataset", "open_image", "photo_steps", "photo_to_dataset", "prepare", "prepare_file", "preprocess", "resize_dataset", "to_grayscale",
+    "IMAGE_SUFFIXES",
+    "MODES",
+    "PREPROCESSORS",
+    "SIZE",
+    "ImageSource",
+    "PhotoSteps",
+    "Preprocessed",
+    "check_mode",
+    "encode_image",
+    "image_files",
+    "load_image",
+    "load_images",
+    "looks_like_dataset",
+    "open_image",
+    "photo_steps",
+    "photo_to_dataset",
+    "prepare",
+    "prepare_file",
+    "preprocess",
+    "resize_dataset",
+    "to_grayscale",
 ]

@@ -12,13 +12,17 @@ from typing import BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fmnist.errors import DataError
+from fmnist.errors import DataError, TooLargeError
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
 
 
-def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
-    """Decode an image file (path, bytes or binary file) with its EXIF orientation applied; DataError if unreadable."""
+def open_image(source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image file (path, bytes or binary file) with its EXIF orientation applied; DataError if unreadable.
+
+    `max_pixels` refuses (TooLargeError) an image with more pixels than that, from its header, before decoding;
+    Pillow's own decompression-bomb limit applies in any case.
+    """
     name = name or _source_name(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -35,10 +39,13 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
+                if max_pixels is not None and img.width * img.height > max_pixels:
+                    raise TooLargeError(f"image {name} is {img.width}x{img.height} pixels, over the limit of "
+                                        f"{max_pixels:,}; downscale it first")
                 img.load()  # decode now, so truncated or corrupt data fails here with the file's name
                 img = ImageOps.exif_transpose(img)  # a copy, independent of the file
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"image file {name} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels, "
+        raise TooLargeError(f"image file {name} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels, "
                         "a possible decompression bomb); downscale it first") from None
     except UnidentifiedImageError:
         raise DataError(f"image file {name} is corrupt or not an image Pillow can read; pass a PNG, JPEG, BMP or WebP image") from None

@@ -103,10 +103,12 @@ def load_image(source: ImageSource, mode: str = "dataset", name: str | None = No
     return prepare_file(source, mode, name).image
 
 
-def prepare_file(source: ImageSource, mode: str = "dataset", name: str | None = None) -> Preprocessed:
-    """An image file decoded and preprocessed with `mode`; DataError naming the file when either fails."""
+def prepare_file(source: ImageSource, mode: str = "dataset", name: str | None = None,
+                 max_pixels: int | None = None) -> Preprocessed:
+    """An image file decoded and preprocessed with `mode`; DataError naming the file when either fails (see
+    open_image for `max_pixels`)."""
     check_mode(mode)
-    img = open_image(source, name)
+    img = open_image(source, name, max_pixels)
     try:
         return prepare(img, mode)
     except DataError as e:

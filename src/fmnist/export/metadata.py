@@ -1,0 +1,81 @@
+"""What an exported ONNX file says about itself, in its `metadata_props` (string -> string).
+
+    fmnist_meta     the ModelMeta as JSON (ModelMeta.to_dict()), read back with fmnist.checkpoint's validation
+    format_version  the fmnist model-file format version of fmnist_meta
+    classes         JSON list of the class names
+    mean, std       the input normalization the graph applies
+    input_type      "uint8" (pixels 0..255) or "float" (float32 0..1): what the `images` input takes
+    producer        "fmnist <version>"
+    verified        JSON: the agreement with PyTorch measured at export (absent when not verified)
+
+Everything but fmnist_meta, format_version and input_type is for other tools and people reading the file;
+fmnist reads the meta from fmnist_meta alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fmnist import __version__
+from fmnist.checkpoint import FORMAT_VERSION, ModelMeta, _parse_meta
+from fmnist.errors import DataError
+
+META_KEY = "fmnist_meta"
+VERIFIED_KEY = "verified"
+INPUT_TYPES = ("uint8", "float")
+EXPORT_HINT = "export the model with `fmnist export MODEL --out FILE.onnx`"
+
+
+def metadata_props(meta: ModelMeta, input_type: str, verified: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The metadata_props of an exported model of `meta` taking `input_type` input."""
+    props = {
+        META_KEY: json.dumps(meta.to_dict(), sort_keys=True),
+        "format_version": str(FORMAT_VERSION),
+        "classes": json.dumps(list(meta.classes)),
+        "mean": repr(meta.mean),
+        "std": repr(meta.std),
+        "input_type": input_type,
+        "producer": f"fmnist {__version__}",
+    }
+    if verified is not None:
+        props.update(verified_props(verified))
+    return props
+
+
+def verified_props(verified: Mapping[str, Any]) -> dict[str, str]:
+    """The `verified` entry recording the agreement with PyTorch measured at export."""
+    return {VERIFIED_KEY: json.dumps(dict(verified), sort_keys=True)}
+
+
+def read_metadata(props: Mapping[str, str], where: str) -> tuple[ModelMeta, str]:
+    """(ModelMeta, input_type) from an exported file's metadata_props, or a DataError saying what is wrong."""
+    text = props.get(META_KEY)
+    if text is None:
+        raise DataError(f"{where} is an ONNX model but not one fmnist exported (it has no {META_KEY!r} metadata); "
+                        f"{EXPORT_HINT}")
+    try:
+        fields = json.loads(text)
+    except (ValueError, RecursionError):
+        fields = None
+    if not isinstance(fields, dict):
+        raise DataError(f"{where}: its {META_KEY!r} metadata is not a JSON object; the file is damaged, {EXPORT_HINT} again")
+    # The safetensors header's form (one JSON text per field), so the meta passes the same validation as a model file's.
+    header = {"format_version": props.get("format_version", str(FORMAT_VERSION)),
+              **{k: json.dumps(v) for k, v in fields.items()}}
+    meta = _parse_meta(where, header)  # `where` only names the file in messages
+    input_type = props.get("input_type", "uint8")
+    if input_type not in INPUT_TYPES:
+        raise DataError(f"{where} has input_type {input_type[:40]!r} in its metadata, not one of {', '.join(INPUT_TYPES)}; "
+                        f"the file is damaged, {EXPORT_HINT} again")
+    return meta, input_type
+
+
+def read_verified(props: Mapping[str, str]) -> dict[str, Any] | None:
+    """The verification figures recorded at export, or None."""
+    try:
+        value = json.loads(props[VERIFIED_KEY])
+    except (KeyError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None

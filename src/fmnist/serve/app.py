@@ -1,0 +1,242 @@
+"""The FastAPI application: predictions through the micro-batcher, the model's facts and card, health, metrics,
+and the page at `/`.
+
+Every answer that is not a success is JSON `{"error": {"code", "message"}}` (errors.py): bad input is a 4xx,
+a full queue or a missed deadline a 503 with Retry-After; nothing a client sends reaches the file system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from PIL import Image
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from fmnist import __version__
+from fmnist.errors import DataError, TooLargeError
+from fmnist.imaging import MODES, Preprocessed, prepare_file
+from fmnist.inference import TOP_K, BasePredictor
+from fmnist.serve.batcher import MicroBatcher, QueueFull
+from fmnist.serve.card import ModelCard, build_card, png_base64
+from fmnist.serve.errors import (
+    ServeError,
+    bad_request,
+    error_response,
+    overloaded,
+    too_large,
+    unprocessable_image,
+)
+from fmnist.serve.metrics import MetricsMiddleware, ServeMetrics
+from fmnist.serve.settings import ServeSettings
+from fmnist.serve.upload import Upload, parse_uploads, read_body
+
+log = logging.getLogger("fmnist.serve")
+INLINE_PIXELS = 64 * 64  # an upload this small (and under ServeSettings.inline_bytes) is decoded on the event loop
+PAGE = {"/": ("index.html", "text/html; charset=utf-8"), "/static/app.js": ("app.js", "text/javascript"),
+        "/static/style.css": ("style.css", "text/css")}
+# The page loads nothing from elsewhere; uploads are shown from blob: URLs and the model's view from data: URLs.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+               "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "image": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def json_response(obj: Any, status: int = 200) -> Response:
+    return Response(json.dumps(obj).encode(), status_code=status, media_type="application/json")
+
+
+class Service:
+    """The state of one running service: the predictor behind its batcher, limits, metrics and card."""
+
+    def __init__(self, predictor: BasePredictor, settings: ServeSettings, card: ModelCard) -> None:
+        self.predictor, self.settings, self.card = predictor, settings, card
+        self.metrics = ServeMetrics(queue_depth=lambda: self.batcher.depth)
+        self.batcher = MicroBatcher(predictor.predict_proba, settings.max_batch, settings.batch_delay_ms / 1000,
+                                    settings.queue_size, self.metrics.on_batch)
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fmnist-prepare")
+        self.ready = False
+
+    async def start(self) -> None:
+        self.batcher.start()
+        h, w = self.predictor.meta.input_size
+        for n in sorted({1, self.settings.max_batch}):  # warm up: first calls allocate and pick kernels
+            await self.batcher.submit(np.zeros((n, h, w), np.uint8))
+        self.ready = True
+
+    def stop(self) -> None:
+        self.ready = False
+        self.batcher.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def predict(self, request: Request, top_k: int, mode: str, return_input: bool) -> dict[str, Any]:
+        s = self.settings
+        deadline = time.monotonic() + s.request_timeout_s
+        body = await read_body(request, s.max_request_bytes, s.request_timeout_s)
+        uploads = parse_uploads(request.headers.get("content-type", ""), body, s.max_images)
+        if all(_small(u.data, s.inline_bytes) for u in uploads):
+            prepared = _prepare_all(uploads, mode, s.max_pixels)
+        else:
+            prepared = await asyncio.get_running_loop().run_in_executor(
+                self.pool, _prepare_all, uploads, mode, s.max_pixels)
+        try:
+            rows = await asyncio.wait_for(self.batcher.submit(np.stack([p.image for p in prepared])),
+                                          max(deadline - time.monotonic(), 0.001))
+        except QueueFull:
+            self.metrics.rejected.inc()
+            raise overloaded(f"the service is busy ({s.queue_size} requests waiting); retry shortly") from None
+        except asyncio.TimeoutError:
+            raise overloaded(f"no prediction within {s.request_timeout_s:g} s; the service is overloaded") from None
+        predictions = self.predictor.predictions(rows, [u.filename for u in uploads], prepared, top_k)
+        items = []
+        for p in predictions:
+            item = {"filename": p.path, "index": p.index, "name": p.name, "probability": p.probability,
+                    "confident": p.confident, "preprocess": p.preprocess,
+                    "top": [{"index": i, "name": n, "probability": q} for i, n, q in p.top],
+                    "probabilities": p.probabilities}
+            if return_input:
+                item["input_png"] = png_base64(p.image)
+            items.append(item)
+        return {"classes": self.predictor.classes, "backend": self.predictor.backend, "predictions": items}
+
+
+def _small(data: bytes, limit: int) -> bool:
+    """Whether an upload is cheap to decode: few bytes and (from its header) few pixels."""
+    if len(data) > limit:
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.width * img.height <= INLINE_PIXELS
+    except Exception:  # not an image: prepare_file fails fast with the reason
+        return True
+
+
+def _prepare_all(uploads: list[Upload], mode: str, max_pixels: int) -> list[Preprocessed]:
+    prepared = []
+    for i, upload in enumerate(uploads):
+        name = f"{upload.filename!r} (image {i + 1})" if len(uploads) > 1 else repr(upload.filename)
+        if not upload.data:
+            raise bad_request(f"image {name} is empty")
+        try:
+            prepared.append(prepare_file(upload.data, mode, name, max_pixels))
+        except TooLargeError as e:
+            raise too_large("image_too_large", str(e)) from None
+        except DataError as e:
+            raise unprocessable_image(str(e)) from None
+    return prepared
+
+
+def _page(name: str) -> bytes:
+    return resources.files("fmnist.serve").joinpath("page", name).read_bytes()
+
+
+def create_app(predictor: BasePredictor, settings: ServeSettings | None = None, card: ModelCard | None = None,
+               model_name: str = "model") -> FastAPI:
+    """The service for `predictor`: its routes, limits, metrics and page. It is ready (/readyz) once warmed up."""
+    service = Service(predictor, settings or ServeSettings(), card or build_card(predictor, model_name))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(title="fmnist", version=__version__, lifespan=lifespan,
+                  description=f"Predicts the class of clothing images with {model_name} "
+                              f"({predictor.meta.model}, {len(predictor.classes)} classes).")
+    app.state.service = service
+    _errors(app)
+    _routes(app, service)
+    app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    return app
+
+
+def _routes(app: FastAPI, service: Service) -> None:
+    pages = {path: (_page(name), media) for path, (name, media) in PAGE.items()}
+    k = len(service.predictor.classes)
+
+    @app.post("/v1/predict", openapi_extra=PREDICT_BODY, summary="Predict the class of one or more images")
+    async def predict(request: Request,
+                      top_k: int = Query(TOP_K, ge=1, description=f"alternatives per image (at most {k})"),
+                      preprocess: str = Query("auto", description="auto, photo or dataset"),
+                      return_input: bool = Query(False, description="include the 28x28 the model saw (PNG, base64)")):
+        if preprocess not in MODES:
+            raise bad_request(f"unknown preprocessing mode {preprocess[:40]!r}; use one of {', '.join(MODES)}")
+        return json_response(await service.predict(request, min(top_k, k), preprocess, return_input))
+
+    @app.get("/v1/model", summary="The model: recipe, classes, test accuracy, dataset, versions, limits")
+    async def model_info():
+        s = service.settings
+        limits = {"max_request_bytes": s.max_request_bytes, "max_images": s.max_images, "max_pixels": s.max_pixels,
+                  "request_timeout_s": s.request_timeout_s, "max_batch": s.max_batch,
+                  "batch_delay_ms": s.batch_delay_ms, "queue_size": s.queue_size}
+        return json_response({**service.card.info, "limits": limits})
+
+    @app.get("/v1/card", summary="The model card: accuracy, per-class recall, confusion matrix")
+    async def model_card():
+        return json_response(service.card.card)
+
+    @app.get("/v1/gallery", summary="Test-set images to try, with their true classes")
+    async def gallery():
+        return json_response({"items": service.card.gallery})
+
+    @app.get("/healthz", summary="Alive")
+    async def healthz():
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", summary="Model loaded and warmed up")
+    async def readyz():
+        if not service.ready:
+            return error_response(503, "not_ready", "the model is loading or warming up")
+        return json_response({"status": "ready"})
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics():
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    for path, (body, media) in pages.items():
+        app.add_api_route(path, _static(body, media), methods=["GET"], include_in_schema=False)
+
+
+def _static(body: bytes, media: str):
+    async def page() -> Response:
+        return Response(body, media_type=media, headers={"Content-Security-Policy": PAGE_POLICY,
+                                                         "Cache-Control": "no-cache"})
+    return page
+
+
+def _errors(app: FastAPI) -> None:
+    @app.exception_handler(ServeError)
+    async def serve_error(request: Request, e: ServeError):
+        return error_response(e.status, e.code, e.message, e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(x) for x in err.get('loc', ())[1:]) or 'request'}: {err.get('msg')}"
+                             for err in e.errors())
+        return error_response(400, "bad_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, e: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return error_response(e.status_code, code, str(e.detail), getattr(e, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, e: Exception):
+        log.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "the service failed to answer; this is a bug, see its log")

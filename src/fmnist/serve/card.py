@@ -1,0 +1,87 @@
+"""What the service says about its model: the facts (/v1/model), the model card with its confusion matrix
+(/v1/card), and a gallery of test-set images to try (/v1/gallery), all built once at start-up."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist import __version__
+from fmnist.data import Split, load_split
+from fmnist.errors import FmnistError
+from fmnist.imaging import encode_image
+from fmnist.inference import BasePredictor
+from fmnist.metrics import confusion_matrix
+from fmnist.rundir import is_run_dir, load_run
+
+GALLERY_PER_CLASS = 2
+
+
+@dataclass
+class ModelCard:
+    info: dict[str, Any]  # /v1/model
+    card: dict[str, Any]  # /v1/card: accuracy, per-class recall, confusion matrix (when known)
+    gallery: list[dict[str, Any]] = field(default_factory=list)  # /v1/gallery items: label, name, png (base64)
+
+
+def png_base64(image: np.ndarray) -> str:
+    """A uint8 [H, W] image as base64 PNG."""
+    return base64.b64encode(encode_image(image)).decode("ascii")
+
+
+def build_card(predictor: BasePredictor, model: str, run_metrics: dict[str, Any] | None = None,
+               test: Split | None = None) -> ModelCard:
+    """The card of `predictor`'s model (named `model`), from its run's metrics when given (a run directory),
+    else measured here on `test` (the model's test split, when it is available); the gallery comes from `test`."""
+    meta = predictor.meta
+    recipe = meta.recipe or {}
+    metrics = dict(meta.metrics or {})
+    if run_metrics:
+        metrics.update({k: v for k, v in run_metrics.items() if k in ("test_accuracy", "test_loss")})
+    usable = test is not None and len(test) > 0 and len(test.classes) == len(meta.classes)
+    info = {
+        "model": model, "architecture": meta.model, "recipe": recipe.get("name"),
+        "description": recipe.get("description"), "classes": list(meta.classes),
+        "test_accuracy": metrics.get("test_accuracy"), "dataset": meta.dataset,
+        "input_size": list(meta.input_size), "tta_flip": meta.tta_flip, "confidence_threshold": predictor.threshold,
+        "backend": predictor.backend, "trained_with": meta.version, "version": __version__, "created": meta.created,
+    }
+    card: dict[str, Any] = {"accuracy": metrics.get("test_accuracy"), "classes": list(meta.classes),
+                            "confusion_matrix": None, "source": None}
+    matrix = (run_metrics or {}).get("confusion_matrix")
+    if matrix is not None and np.shape(matrix) == (len(meta.classes),) * 2:
+        card.update(confusion_matrix=np.asarray(matrix).tolist(), source="the run's test-set evaluation")
+    elif usable:
+        y_pred = predictor.predict_proba(test.images).argmax(axis=1)
+        card.update(confusion_matrix=confusion_matrix(test.labels, y_pred, len(meta.classes)).tolist(),
+                    accuracy=float((y_pred == test.labels).mean()),  # on this machine's copy of the test set
+                    source=f"measured at start-up on the {len(test):,} test images of {meta.dataset}")
+    if card["confusion_matrix"] is not None:
+        m = np.asarray(card["confusion_matrix"], dtype=np.float64)
+        card["recall"] = (np.diag(m) / np.maximum(m.sum(axis=1), 1)).tolist()
+    gallery = _gallery(test) if usable else []
+    return ModelCard(info, card, gallery)
+
+
+def _gallery(test: Split, per_class: int = GALLERY_PER_CLASS) -> list[dict[str, Any]]:
+    """The first `per_class` test images of each class, class by class (deterministic)."""
+    items = []
+    for label, name in enumerate(test.classes):
+        for i in np.flatnonzero(test.labels == label)[:per_class]:
+            items.append({"index": int(i), "label": label, "name": name, "png": png_base64(test.images[i])})
+    return items
+
+
+def card_for(predictor: BasePredictor, model: Path, data_dir: Path | None = None) -> tuple[ModelCard, str | None]:
+    """The card of a served model file or run directory, and a note when the test set is not on this machine (no
+    gallery then; nothing is downloaded)."""
+    run_metrics = load_run(model).metrics.to_dict() if model.is_dir() and is_run_dir(model) else None
+    try:
+        test = load_split("test", predictor.meta.dataset, data_dir=data_dir, download=False)
+    except FmnistError as e:
+        return build_card(predictor, model.name, run_metrics), f"no gallery: {e}"
+    return build_card(predictor, model.name, run_metrics, test), None

@@ -1,0 +1,210 @@
+"""The service's endpoints through FastAPI's test client: predictions, the model's facts, health, metrics, the
+page, and every kind of bad input answered with a JSON 4xx."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'fmnist[serve]')")
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from fmnist.inference import Predictor
+from fmnist.serve import ServeSettings, build_card, create_app
+from fmnist.serve.batcher import QueueFull
+from tests.helpers import (
+    CLASSES,
+    make_split,
+    png_bytes,
+    png_header_only,
+    tiny_meta,
+    tiny_model,
+)
+
+
+def make_client(settings: ServeSettings | None = None, with_test_set: bool = True) -> TestClient:
+    predictor = Predictor(tiny_model(), tiny_meta(), "cpu")
+    test = make_split(30, seed=3, num_classes=len(CLASSES))
+    test = type(test)(test.images, test.labels, tuple(CLASSES))
+    card = build_card(predictor, "tiny.safetensors", test=test if with_test_set else None)
+    return TestClient(create_app(predictor, settings or ServeSettings(), card, "tiny.safetensors"))
+
+
+@pytest.fixture
+def client():
+    with make_client() as c:
+        yield c
+
+
+def image(seed: int = 0, size: int = 28) -> bytes:
+    rng = np.random.default_rng(seed)
+    return png_bytes(rng.integers(0, 255, (size, size), dtype=np.uint8))
+
+
+def assert_error(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    assert "Traceback" not in body["error"]["message"]
+    return body["error"]["message"]
+
+
+def test_predicts_one_image_with_probabilities_and_the_confidence_flag(client):
+    r = client.post("/v1/predict", files={"image": ("shirt.png", image(), "image/png")})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["classes"] == CLASSES and body["backend"] == "torch"
+    (p,) = body["predictions"]
+    assert p["filename"] == "shirt.png" and p["preprocess"] == "dataset"
+    assert p["name"] == CLASSES[p["index"]]
+    assert len(p["probabilities"]) == len(CLASSES) and abs(sum(p["probabilities"]) - 1) < 1e-5
+    assert p["probability"] == max(p["probabilities"])
+    assert [t["index"] for t in p["top"]][0] == p["index"] and len(p["top"]) == 3
+    assert isinstance(p["confident"], bool) and "input_png" not in p
+
+
+def test_matches_the_predictor_and_keeps_the_order_of_many_images(client):
+    files = [("image", (f"img{i}.png", image(i), "image/png")) for i in range(5)]
+    body = client.post("/v1/predict?top_k=2", files=files).json()
+    assert [p["filename"] for p in body["predictions"]] == [f"img{i}.png" for i in range(5)]
+    predictor = Predictor(tiny_model(), tiny_meta(), "cpu")
+    expected = predictor.predict_proba(np.stack([np.asarray(Image.open(io.BytesIO(image(i)))) for i in range(5)]))
+    got = np.array([p["probabilities"] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert all(len(p["top"]) == 2 for p in body["predictions"])
+
+
+def test_a_raw_image_body_and_return_input(client):
+    photo = np.full((120, 90, 3), 235, np.uint8)  # a dark article on a light background
+    photo[20:100, 25:65] = (90, 40, 30)
+    r = client.post("/v1/predict?return_input=true&preprocess=photo", content=png_bytes(photo, "JPEG"),
+                    headers={"content-type": "image/jpeg"})
+    (p,) = r.json()["predictions"]
+    assert p["preprocess"] == "photo"
+    seen = Image.open(io.BytesIO(base64.b64decode(p["input_png"])))
+    assert seen.size == (28, 28) and seen.mode == "L"
+
+
+def test_top_k_larger_than_the_classes_is_clipped(client):
+    (p,) = client.post("/v1/predict?top_k=50", files={"image": ("a.png", image(), "image/png")}).json()["predictions"]
+    assert len(p["top"]) == len(CLASSES)
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (None, 400, "bad_request"),  # no body at all
+    (b"", 400, "bad_request"),  # an empty file part
+    (b"this is not an image", 422, "bad_image"),
+    (image()[:60], 422, "bad_image"),  # a truncated PNG
+    (png_header_only(20000, 20000), 413, "image_too_large"),  # 400M pixels, a few hundred bytes
+])
+def test_bad_images_get_a_json_4xx(client, body, status, code):
+    if body is None:
+        r = client.post("/v1/predict", content=b"", headers={"content-type": "application/octet-stream"})
+    else:
+        r = client.post("/v1/predict", files={"image": ("x.png", body, "image/png")})
+    assert_error(r, status, code)
+
+
+def test_truncated_jpeg_and_multipart_without_files(client):
+    jpeg = png_bytes(np.zeros((40, 40, 3), np.uint8), "JPEG")
+    assert_error(client.post("/v1/predict", files={"image": ("x.jpg", jpeg[: len(jpeg) // 2], "image/jpeg")}), 422, "bad_image")
+    assert_error(client.post("/v1/predict", data={"note": "hello"}, files={"x": (None, b"text")}), 400, "bad_request")
+
+
+def test_too_many_images_and_too_many_bytes():
+    settings = ServeSettings(max_images=3, max_request_bytes=4096)
+    with make_client(settings) as c:
+        files = [("image", (f"{i}.png", image(i, 8), "image/png")) for i in range(4)]
+        assert "at most 3" in assert_error(c.post("/v1/predict", files=files), 413, "too_many_images")
+        big = np.random.default_rng(0).integers(0, 255, (100, 100), dtype=np.uint8)
+        assert_error(c.post("/v1/predict", files={"image": ("big.png", png_bytes(big), "image/png")}), 413,
+                     "request_too_large")
+        # A body with no Content-Length (chunked) is cut off once it passes the limit.
+        chunks = iter([b"\x89PNG" + b"\0" * 3000, b"\0" * 3000, b"\0" * 3000])
+        assert_error(c.post("/v1/predict", content=chunks, headers={"content-type": "image/png"}), 413,
+                     "request_too_large")
+        assert c.get("/healthz").status_code == 200  # still up
+
+
+@pytest.mark.parametrize("query, fragment", [
+    ("preprocess=sharpen", "unknown preprocessing mode"),
+    ("top_k=0", "top_k"),
+    ("top_k=abc", "top_k"),
+    ("return_input=maybe", "return_input"),
+])
+def test_bad_query_parameters(client, query, fragment):
+    r = client.post(f"/v1/predict?{query}", files={"image": ("a.png", image(), "image/png")})
+    assert fragment in assert_error(r, 400, "bad_request")
+
+
+def test_other_content_types_methods_and_paths(client):
+    assert_error(client.post("/v1/predict", content=b"{}", headers={"content-type": "application/json"}), 415,
+                 "unsupported_media_type")
+    assert_error(client.post("/v1/predict", content=b"--x\r\n", headers={"content-type": "multipart/form-data"}),
+                 400, "bad_request")
+    assert_error(client.get("/v1/predict"), 405, "method_not_allowed")
+    assert_error(client.get("/etc/passwd"), 404, "not_found")
+    assert_error(client.post("/v1/predict", content=b"1", headers={"content-type": "image/png",
+                                                                   "content-length": "abc"}), 400, "bad_request")
+
+
+def test_a_full_queue_answers_503_with_retry_after(client, monkeypatch):
+    async def full(images):
+        raise QueueFull()
+
+    monkeypatch.setattr(client.app.state.service.batcher, "submit", full)
+    r = client.post("/v1/predict", files={"image": ("a.png", image(), "image/png")})
+    assert_error(r, 503, "overloaded")
+    assert r.headers["retry-after"] == "1"
+
+
+def test_model_card_gallery_health_and_readiness(client):
+    info = client.get("/v1/model").json()
+    assert info["classes"] == CLASSES and info["test_accuracy"] == pytest.approx(0.9121)
+    assert info["dataset"] == "fashion-mnist" and info["backend"] == "torch" and info["recipe"] == "tiny"
+    assert info["limits"]["max_images"] == ServeSettings().max_images and info["version"]
+    card = client.get("/v1/card").json()
+    assert np.asarray(card["confusion_matrix"]).shape == (3, 3) and np.sum(card["confusion_matrix"]) == 30
+    assert "measured at start-up" in card["source"]
+    items = client.get("/v1/gallery").json()["items"]
+    assert len(items) == 2 * len(CLASSES) and {i["name"] for i in items} == set(CLASSES)
+    assert Image.open(io.BytesIO(base64.b64decode(items[0]["png"]))).size == (28, 28)
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_without_a_test_set_the_card_says_so_and_the_gallery_is_empty():
+    with make_client(with_test_set=False) as c:
+        assert c.get("/v1/card").json()["confusion_matrix"] is None
+        assert c.get("/v1/gallery").json() == {"items": []}
+
+
+def test_metrics_count_requests_latency_batches_and_queue(client):
+    client.post("/v1/predict", files={"image": ("a.png", image(), "image/png")})
+    client.post("/v1/predict", content=b"nope", headers={"content-type": "image/png"})
+    text = client.get("/metrics").text
+    assert re.search(r'fmnist_requests_total\{endpoint="/v1/predict",status="200"\} 1\.0', text)
+    assert re.search(r'fmnist_requests_total\{endpoint="/v1/predict",status="422"\} 1\.0', text)
+    assert "fmnist_request_latency_seconds_bucket" in text and "fmnist_batch_size_images_bucket" in text
+    assert re.search(r"^fmnist_queue_depth 0\.0$", text, re.MULTILINE)
+    assert re.search(r"^fmnist_images_total [1-9]", text, re.MULTILINE)  # the warm-up's and the request's images
+
+
+def test_docs_openapi_and_the_page_load_nothing_from_outside(client):
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "multipart/form-data" in json.dumps(schema["paths"]["/v1/predict"]["post"])
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        r = client.get(path)
+        assert r.status_code == 200 and "default-src 'self'" in r.headers["content-security-policy"]
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", r.text), f"{path} refers to another site"
+        assert "fetch(\"http" not in r.text and "fetch('http" not in r.text
+    page = client.get("/").text
+    assert 'capture="environment"' in page and 'type="file"' in page and "multiple" in page

@@ -1,0 +1,69 @@
+"""The page in a real browser: headless Chromium (Debian's, driven by Playwright) uploads an image and sees the
+predicted class, the model's 28x28 view and the probability bars; a gallery image predicts too, on a phone-sized
+screen. Skips when Playwright or Chromium is absent (CI installs both)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install 'fmnist[serve]')")
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+
+from fmnist.inference import Predictor
+from fmnist.serve import ServeSettings, build_card, create_app
+from fmnist.serve.server import running
+from tests.helpers import CLASSES, make_split, png_bytes, tiny_meta, tiny_model
+
+CHROMIUM = os.environ.get("FMNIST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+
+
+@pytest.fixture
+def served():
+    predictor = Predictor(tiny_model(), tiny_meta(), "cpu")
+    split = make_split(12, seed=4, num_classes=len(CLASSES))
+    test = type(split)(split.images, split.labels, tuple(CLASSES))
+    app = create_app(predictor, ServeSettings(), build_card(predictor, "tiny.safetensors", test=test), "tiny")
+    with running(app) as url:
+        yield url, predictor
+
+
+def test_upload_shows_the_prediction_and_bars_then_a_gallery_image(served, tmp_path):
+    url, predictor = served
+    rng = np.random.default_rng(5)
+    upload = rng.integers(0, 255, (28, 28), dtype=np.uint8)
+    (tmp_path / "upload.png").write_bytes(png_bytes(upload))
+    expected = CLASSES[int(predictor.predict_proba(upload[None]).argmax())]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for name, viewport in (("desktop", {"width": 1100, "height": 900}), ("phone", {"width": 380, "height": 800})):
+                page = browser.new_page(viewport=viewport)
+                errors: list[str] = []
+                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                page.on("requestfailed", lambda r, errors=errors: errors.append(f"request failed: {r.url}"))
+                page.goto(url + "/")
+                page.wait_for_selector("#card dd")  # the model card loaded
+                page.set_input_files("#files", str(tmp_path / "upload.png"))
+                page.wait_for_selector(".result .name", timeout=15_000)
+                assert page.inner_text(".result .name") == expected
+                assert page.locator(".result .bar").count() == len(CLASSES)
+                assert page.locator(".result img.seen").get_attribute("src").startswith("data:image/png;base64,")
+                page.locator(".gallery button").first.focus()
+                page.keyboard.press("Enter")  # by keyboard
+                page.locator(".result").nth(1).wait_for(timeout=15_000)
+                assert page.locator("#confusion table tr").count() == len(CLASSES) + 1
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= viewport["width"], f"the page is wider ({width}px) than the {name} screen"
+                shot = tmp_path / f"page-{name}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                print(f"screenshot: {shot}")
+                assert not errors, errors
+                page.close()
+        finally:
+            browser.close()
