@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -23,6 +23,8 @@ def serve(
     max_images: Annotated[int, typer.Option(help="Images per request.")] = 64,
     max_pixels: Annotated[int, typer.Option(help="Pixels per image (larger ones are refused unread).")] = 40_000_000,
     timeout: Annotated[float, typer.Option(help="Seconds a request may take to arrive, and to be answered.")] = 10.0,
+    threads: Annotated[Optional[int], typer.Option(help="Threads for the model (default: every core).", min=1,
+                                                   show_default=False)] = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Serve a model: POST /v1/predict, GET /v1/model, /healthz, /readyz, /metrics, /docs, and a page at /.
@@ -45,8 +47,9 @@ def serve(
                             max_images=max_images, request_timeout_s=timeout, max_batch=max_batch,
                             batch_delay_ms=batch_delay_ms, queue_size=queue_size)
     sock = bind(host, port)  # before loading: a port in use fails at once
-    configure_process()
-    predictor = load_predictor(model, backend=backend, device=resolve_device(s.device))
+    configure_process(threads)
+    # Idle ONNX Runtime threads sleep rather than spin: the event loop needs the cores between model calls.
+    predictor = load_predictor(model, backend=backend, device=resolve_device(s.device), spin=False)
     card, note = card_for(predictor, model, s.data_dir)
     if note:
         err.print(note, markup=False, soft_wrap=True)

@@ -54,7 +54,7 @@ def is_onnx_path(path: str | os.PathLike) -> bool:
 
 
 def load_predictor(path: str | os.PathLike, backend: str = "torch",
-                   device: str | torch.device = "cpu") -> BasePredictor:
+                   device: str | torch.device = "cpu", spin: bool = True) -> BasePredictor:
     """The predictor for a model file, run directory or exported .onnx file on `backend`.
 
     torch: the model file on `device` (an .onnx file is refused: it needs backend onnx). onnx: an .onnx file as it
@@ -70,6 +70,6 @@ def load_predictor(path: str | os.PathLike, backend: str = "torch",
         return Predictor.from_file(path, device=device)
     require("onnxruntime", "the ONNX backend (--backend onnx)")  # before an export that would be wasted
     if is_onnx_path(path):
-        return OnnxPredictor(path)
+        return OnnxPredictor(path, spin=spin)
     model, meta = load_model(path, "cpu")
-    return OnnxPredictor(export_onnx_bytes(model, meta))
+    return OnnxPredictor(export_onnx_bytes(model, meta), spin=spin)

@@ -29,8 +29,11 @@ class OnnxPredictor(BasePredictor):
 
     backend = "onnx"
 
-    def __init__(self, source: str | os.PathLike | bytes, threads: int | None = None) -> None:
-        """Open `source`, an .onnx file path or the bytes of one; `threads`: intra-op threads (default: PyTorch's)."""
+    def __init__(self, source: str | os.PathLike | bytes, threads: int | None = None, spin: bool = True) -> None:
+        """Open `source`, an .onnx file path or the bytes of one; `threads`: intra-op threads (default: PyTorch's).
+
+        `spin` False makes idle worker threads sleep instead of spinning for more work: slower back-to-back
+        calls, but the cores stay free for other work between calls (the web service's event loop)."""
         ort = require("onnxruntime", "the ONNX backend (--backend onnx)")
         data, self.path = _read(source)
         where = str(self.path) if self.path is not None else "the exported model"
@@ -39,6 +42,8 @@ class OnnxPredictor(BasePredictor):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = _ERRORS_ONLY
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception alone

@@ -10,6 +10,8 @@ image as the body (Content-Type image/* or application/octet-stream).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from python_multipart.exceptions import MultipartParseError
@@ -38,18 +40,40 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         if int(declared) > limit:
             raise too_large("request_too_large", f"the request is {int(declared):,} bytes; the limit is {limit:,}")
 
-    async def read() -> bytes:
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_large("request_too_large", f"the request is over the limit of {limit:,} bytes")
-        return bytes(body)
-
+    body = bytearray()
     try:
-        return await asyncio.wait_for(read(), timeout_s)
+        async with deadline_after(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large("request_too_large", f"the request is over the limit of {limit:,} bytes")
     except asyncio.TimeoutError:
         raise ServeError(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s") from None
+    return bytes(body)
+
+
+@asynccontextmanager
+async def deadline_after(seconds: float) -> AsyncIterator[None]:
+    """Cancel the block and raise asyncio.TimeoutError after `seconds` (asyncio.timeout where there is one: it
+    creates no task, unlike wait_for, which matters at thousands of requests per second)."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            yield
+        return
+    task = asyncio.current_task()
+    handle = asyncio.get_running_loop().call_later(seconds, task.cancel)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if handle.cancelled() or not _fired(handle):
+            raise
+        raise asyncio.TimeoutError() from None
+    finally:
+        handle.cancel()
+
+
+def _fired(handle: asyncio.TimerHandle) -> bool:
+    return handle.when() <= asyncio.get_running_loop().time()
 
 
 def parse_uploads(content_type: str, body: bytes, max_images: int) -> list[Upload]:
