@@ -34,6 +34,7 @@ bench-smoke: data
 	$(PY) -m benchmarks.frontier --quick
 	$(PY) -m benchmarks.photos --quick
 	$(PY) -m benchmarks.fuzz --quick
+	$(PY) -m benchmarks.serve_load --quick
 
 setup: $(VENV)/.installed
 

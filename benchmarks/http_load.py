@@ -66,6 +66,7 @@ class LoadResult:
     statuses: dict[str, Counter]  # by request kind
     errors: int  # connection failures, timeouts: no HTTP status
     stopped_early: bool
+    errors_by_kind: Counter = field(default_factory=Counter)
 
     @property
     def count(self) -> int:
@@ -118,6 +119,7 @@ async def _client(host: str, port: int, requests: list[Request], result: LoadRes
             status, keep = await asyncio.wait_for(response, timeout_s)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError):
             result.errors += 1
+            result.errors_by_kind[req.kind] += 1
             keep, status = False, None
             if response is not None:
                 response.cancel()

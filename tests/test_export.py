@@ -294,3 +294,22 @@ def test_a_missing_onnxruntime_says_how_to_install_it(cli, monkeypatch, tmp_path
     message = " ".join(r.stderr.split())
     assert r.exit_code == 2 and "pip install 'fmnist[onnx]'" in message and "Traceback" not in r.stderr
     assert cli("predict", model, *files).exit_code == 0  # the torch backend needs none of it
+
+
+def test_the_serving_torch_predictor_folds_batchnorm_and_agrees(tmp_path):
+    from fmnist.checkpoint import save_model
+    from fmnist.export import load_predictor
+    from fmnist.export.fold import count_batchnorm
+
+    path = save_model(tmp_path / "m.safetensors", tiny_model(), tiny_meta())
+    plain, served = load_predictor(path), load_predictor(path, serving=True)
+    images = np.random.default_rng(0).integers(0, 255, (16, 28, 28), dtype=np.uint8)
+    np.testing.assert_allclose(served.predict_proba(images), plain.predict_proba(images), atol=1e-5)
+    assert count_batchnorm(plain.model) >= 1
+    args = {"in_channels": 1, "num_classes": 3, "stem": 8, "widths": [8, 16], "blocks": [1, 1]}
+    torch.manual_seed(0)
+    resnet = build_model("resnet", **args).eval()
+    path = save_model(tmp_path / "r.safetensors", resnet, tiny_meta(model="resnet", model_args=args))
+    plain, served = load_predictor(path), load_predictor(path, serving=True)
+    assert count_batchnorm(plain.model) > 0 and count_batchnorm(served.model) == 0
+    np.testing.assert_allclose(served.predict_proba(images), plain.predict_proba(images), atol=1e-5)

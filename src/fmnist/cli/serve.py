@@ -15,7 +15,8 @@ def serve(
     model: Annotated[Path, typer.Argument(help="A model.safetensors file, a run directory, or a .onnx file.")],
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the network.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.", min=0, max=65535)] = 8000,
-    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; a .onnx file needs it).")] = "torch",
+    backend: Annotated[str, typer.Option(help=(
+        "auto (ONNX Runtime on the CPU when installed, the fastest; else PyTorch), torch or onnx."))] = "auto",
     max_batch: Annotated[int, typer.Option(help="Images per model call; 1 turns micro-batching off.")] = 64,
     batch_delay_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests, in ms.")] = 2.0,
     queue_size: Annotated[int, typer.Option(help="Requests that may wait for the model before 503s.")] = 512,
@@ -49,7 +50,7 @@ def serve(
     sock = bind(host, port)  # before loading: a port in use fails at once
     configure_process(threads)
     # Idle ONNX Runtime threads sleep rather than spin: the event loop needs the cores between model calls.
-    predictor = load_predictor(model, backend=backend, device=resolve_device(s.device), spin=False)
+    predictor = load_predictor(model, backend=backend, device=resolve_device(s.device), spin=False, serving=True)
     card, note = card_for(predictor, model, s.data_dir)
     if note:
         err.print(note, markup=False, soft_wrap=True)

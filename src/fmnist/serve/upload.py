@@ -20,6 +20,10 @@ from starlette.requests import Request
 
 from fmnist.serve.errors import ServeError, bad_request, too_large
 
+# A body refused before it was read in full leaves the rest of it on the connection, where it would be taken for
+# the next request: the connection is closed after the answer.
+CLOSE = {"Connection": "close"}
+
 MAX_FIELDS = 1000  # parts of any kind in one form (file parts are limited by ServeSettings.max_images)
 
 
@@ -38,7 +42,8 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
         if not declared.isdigit():
             raise bad_request(f"Content-Length {declared[:40]!r} is not a number of bytes")
         if int(declared) > limit:
-            raise too_large("request_too_large", f"the request is {int(declared):,} bytes; the limit is {limit:,}")
+            raise ServeError(413, "request_too_large", f"the request is {int(declared):,} bytes; the limit is "
+                             f"{limit:,}", CLOSE)
 
     body = bytearray()
     try:
@@ -46,9 +51,11 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
             async for chunk in request.stream():
                 body += chunk
                 if len(body) > limit:
-                    raise too_large("request_too_large", f"the request is over the limit of {limit:,} bytes")
+                    raise ServeError(413, "request_too_large", f"the request is over the limit of {limit:,} bytes",
+                                     CLOSE)
     except asyncio.TimeoutError:
-        raise ServeError(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s") from None
+        raise ServeError(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s",
+                         CLOSE) from None
     return bytes(body)
 
 
