@@ -5,7 +5,8 @@
     python -m benchmarks.fuzz --target model --inputs 20000 --seed 7
 
 Targets: `idx` (read_idx on a file: a uint8 array or IdxError), `model` (load_model: a model or DataError), `image`
-(open_image(bytes), then prepare(img, mode) for every mode: uint8 [28, 28] or DataError). Anything else, a wrong
+(open_image(bytes), then prepare(img, mode) for every mode: uint8 [28, 28] or DataError), `http` (whole requests
+to the service's POST /v1/predict: 200 with predictions, or a 4xx/503 JSON error; benchmarks.fuzz_http). Anything else, a wrong
 result or an input running past --slow seconds is a crash. Inputs: valid seeds (IDX raw and gzipped; a tiny `mlp`
 model file; PNG, JPEG, GIF, BMP, WebP, TIFF in several modes) with bit flips, boundary or random bytes, truncations,
 insertions, duplicated chunks and header-field edits (IDX magic and dimensions; safetensors tensor entries, and
@@ -311,7 +312,14 @@ def image_target(scratch: Path) -> Target:
     return Target("image", image_seeds(), image_edit, run)
 
 
-TARGETS = {"idx": idx_target, "model": model_target, "image": image_target}
+def http_target(scratch: Path) -> Target:
+    """Whole requests to the web service's predict endpoint (benchmarks.fuzz_http)."""
+    from benchmarks.fuzz_http import http_target as make
+
+    return make(scratch, Target, image_seeds, expect)
+
+
+TARGETS = {"idx": idx_target, "model": model_target, "image": image_target, "http": http_target}
 
 
 def peak_rss_mb() -> float:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -135,6 +135,6 @@ def _multipart(body: bytes, boundary: bytes | None, max_images: int) -> list[Upl
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as e:
-        raise bad_request(f"the multipart body is malformed ({e})") from None
+    except (MultipartParseError, FormParserError) as e:  # FormParserError: e.g. a boundary over 256 bytes
+        raise bad_request(f"the multipart body is malformed ({str(e)[:200]})") from None
     return [Upload(p["filename"] or "image", bytes(p["data"])) for p in parts if p.get("filename") is not None]
