@@ -30,10 +30,10 @@ fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q torch==2.13.0
 fi
-extras="test,onnx,serve"
+extras="test,onnx,serve,sweep"
 # Ray is optional for users; the test suite exercises it where it can be installed.
-if [ "${FMNIST_WITH_RAY:-1}" = 1 ]; then extras="test,onnx,serve,ray"; fi
+if [ "${FMNIST_WITH_RAY:-1}" = 1 ]; then extras="test,onnx,serve,sweep,ray"; fi
 "$VENV/bin/python" -m pip install -q -e ".[$extras]" || {
     echo "setup: installing with [$extras] failed; retrying without ray" >&2
-    "$VENV/bin/python" -m pip install -q -e ".[test,onnx,serve]"
+    "$VENV/bin/python" -m pip install -q -e ".[test,onnx,serve,sweep]"
 }

@@ -32,6 +32,7 @@ LAYERS = [
     ["fmnist.cv"],
     ["fmnist.serve"],
     ["fmnist.pipeline"],
+    ["fmnist.sweep"],
     ["fmnist.cli", "fmnist.__main__"],
 ]
 

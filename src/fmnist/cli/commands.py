@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from fmnist.cli import cv, data, evaluate, export, models, predict, preprocess, report, runs, serve, train
+from fmnist.cli import cv, data, evaluate, export, models, predict, preprocess, report, runs, serve, sweep, train
 
-MODULES = (data, models, train, evaluate, predict, preprocess, report, runs, cv, export, serve)  # each defines `register(app)`
+MODULES = (data, models, train, evaluate, predict, preprocess, report, runs, cv, export, serve, sweep)  # each defines `register(app)`
 
 
 def register(app: typer.Typer) -> None:

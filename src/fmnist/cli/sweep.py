@@ -1,0 +1,84 @@
+"""`fmnist sweep RECIPE --param ... --trials N`: hyperparameter search on the held-out split (never the test set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, err, out, print_json, settings
+
+
+def sweep(
+    ctx: typer.Context,
+    recipe: Annotated[str, typer.Argument(help="The recipe to tune (see `fmnist models`).")],
+    param: Annotated[list[str], typer.Option("--param", help=(
+        "A setting and its range: lr=0.05:0.4:log, weight_decay=1e-5:1e-3:log, epochs=8,10,12, "
+        "batch_size=128:512:int, augment.erase=0:0.5. Repeat for each."))],
+    trials: Annotated[int, typer.Option(help="Trials in the sweep in all (a stored sweep continues up to it).")] = 20,
+    name: Annotated[Optional[str], typer.Option(help="Sweep name: runs/sweeps/NAME/ (default: the recipe).",
+                                                show_default=False)] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use N training images (a tenth held out for scoring).",
+                                                 show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the trials' training and of the sampler.")] = 0,
+    precision: Annotated[str, typer.Option(help="recipe, auto, bf16 or fp32.")] = "recipe",
+    jobs: Annotated[int, typer.Option(help="Trials at once: processes here, or Ray tasks with --ray.")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="Run trials as Ray tasks (a local Ray, or --ray-address).")] = False,
+    ray_address: Annotated[Optional[str], typer.Option(help="The Ray cluster to join (implies --ray).",
+                                                       show_default=False)] = None,
+    storage: Annotated[Optional[str], typer.Option(help=(
+        "Optuna storage URL shared by every worker (default: runs/sweeps/NAME/study.db, SQLite)."),
+        show_default=False)] = None,
+    root: Annotated[Path, typer.Option("--root", help="Where sweeps live.")] = Path("runs/sweeps"),
+    data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search a recipe's settings with Optuna (TPE sampler, median pruner on the per-epoch held-out accuracy).
+
+    Every trial trains on the training split less a held-out tenth and is scored there; the test split is never
+    read. The study is stored in runs/sweeps/NAME/study.db, so rerunning the command continues it. Prints the trials,
+    the best settings as an `fmnist train` command, and writes trials.json and sweep.png beside the study.
+    """
+    from fmnist.runtime import configure_process
+    from fmnist.sweep import SweepConfig, parse_param, run_sweep
+    from fmnist.sweep.report import best_command, trial_rows, write_outputs
+
+    s = settings(ctx, data_dir=data_dir, dataset=dataset)
+    cfg = SweepConfig(recipe=recipe, params=tuple(parse_param(p) for p in param), trials=trials, name=name or "",
+                      dataset=s.dataset, data_dir=s.data_dir, limit=limit, seed=seed, precision=precision,
+                      device=s.device, jobs=jobs, ray=ray or ray_address is not None, ray_address=ray_address,
+                      storage=storage, root=root)
+    configure_process()
+    err.print(f"sweep {cfg.study_name}: " + "; ".join(p.describe() for p in cfg.params)
+              + f"; {cfg.trials} trials in {cfg.directory}", markup=False, soft_wrap=True)
+    study = run_sweep(cfg)
+    rows = trial_rows(study, cfg)
+    paths = write_outputs(study, cfg)
+    command = best_command(study, cfg)
+    if as_json:
+        print_json({"sweep": cfg.study_name, "directory": str(cfg.directory), "trials": rows, "best_command": command,
+                    "files": {k: str(v) for k, v in paths.items()}})
+        return
+    table = Table("trial", "state", "held-out %", "epochs", "s", *(p.name for p in cfg.params))
+    for r in rows:
+        acc = "" if r["accuracy"] is None else f"{r['accuracy'] * 100:.2f}"
+        secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
+        table.add_row(str(r["number"]), r["state"].lower(), acc, str(r["epochs_run"]), secs,
+                      *(escape(_fmt(r["params"][p.name])) for p in cfg.params))
+    out.print(table)
+    if command:
+        out.print(f"best: {command}", markup=False, soft_wrap=True)
+    out.print(f"trials in {paths['trials']}, figure in {paths['figure']}", markup=False, soft_wrap=True)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `sweep`."""
+    app.command("sweep")(sweep)

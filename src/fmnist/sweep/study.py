@@ -1,0 +1,207 @@
+"""The search itself: an Optuna study of recipe settings, scored on the held-out split of the training set.
+
+Each trial trains the recipe with the trial's settings on the training split minus a held-out share
+(`fmnist.data.splits.holdout_split`, the recipe's `val_fraction`, seed 0) and scores the held-out accuracy of the
+last epoch; the test split is never loaded. After every epoch the trial reports its held-out accuracy, and the
+median pruner stops a trial that falls below the median of earlier trials at the same epoch. The study lives in
+`runs/sweeps/NAME/study.db` (SQLite) unless `storage` names another database: running the same sweep again
+continues it up to `trials`. Trials run in this process, in `jobs` processes sharing the study, or as Ray tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from fmnist.config import TrainOptions
+from fmnist.data import load_split
+from fmnist.data.splits import holdout_split, subset
+from fmnist.errors import UsageError
+from fmnist.paths import safe_name
+from fmnist.recipes import get_recipe
+from fmnist.recipes.overrides import override
+from fmnist.runtime import available_cores, set_threads
+from fmnist.sweep.space import Param
+from fmnist.train.loop import Callbacks, EpochStats, TrainData, TrainingInterrupted, fit
+
+INSTALL = "pip install 'fmnist[sweep]'"
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What to search and how; `identity()` must match when a stored study is continued."""
+
+    recipe: str
+    params: tuple[Param, ...]
+    trials: int = 20
+    name: str = ""  # default: the recipe's name
+    dataset: str = "fashion-mnist"
+    data_dir: Path | None = None
+    limit: int | None = None  # training images (before the held-out share is taken)
+    seed: int = 0
+    precision: str = "recipe"
+    device: str = "auto"
+    jobs: int = 1  # processes on this machine (or Ray tasks at once)
+    ray: bool = False
+    ray_address: str | None = None
+    storage: str | None = None  # an Optuna storage URL; default SQLite in the sweep's directory
+    root: Path = field(default=Path("runs/sweeps"))
+
+    def __post_init__(self) -> None:
+        if not self.params:
+            raise UsageError("a sweep needs at least one --param (e.g. --param lr=0.05:0.4:log)")
+        if len({p.key for p in self.params}) != len(self.params):
+            raise UsageError("each --param may name a setting once")
+        if not 1 <= self.trials <= 100_000:
+            raise UsageError(f"--trials must be between 1 and 100000, got {self.trials}")
+        if not 1 <= self.jobs <= 1024:
+            raise UsageError(f"--jobs must be between 1 and 1024, got {self.jobs}")
+        if self.limit is not None and self.limit < 20:
+            raise UsageError(f"--limit must be at least 20 images (some are held out for scoring), got {self.limit}")
+        get_recipe(self.recipe)
+
+    @property
+    def study_name(self) -> str:
+        return self.name or self.recipe
+
+    @property
+    def directory(self) -> Path:
+        return sweep_dir(self.study_name, self.root)
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(self.directory / 'study.db').resolve()}"
+
+    def identity(self) -> dict[str, Any]:
+        """What makes trials comparable: a stored study with other values is not continued."""
+        return {"recipe": self.recipe, "params": [p.describe() for p in self.params], "dataset": self.dataset,
+                "limit": self.limit, "seed": self.seed, "precision": self.precision}
+
+
+def sweep_dir(name: str, root: Path = Path("runs/sweeps")) -> Path:
+    return Path(root) / safe_name(name)
+
+
+def optuna_module():
+    try:
+        import optuna
+    except ImportError:
+        raise UsageError(f"fmnist sweep needs Optuna, which is not installed; install it with: {INSTALL}") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def open_study(cfg: SweepConfig, create: bool = True):
+    """The sweep's study (created, or loaded when it exists), checked against the sweep's identity."""
+    optuna = optuna_module()
+    cfg.directory.mkdir(parents=True, exist_ok=True)
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(3, cfg.trials // 3)))
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage_url, direction="maximize",
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    stored = study.user_attrs.get("identity")
+    if stored is None:
+        study.set_user_attr("identity", cfg.identity())
+    elif stored != cfg.identity():
+        changed = sorted(k for k in cfg.identity() if stored.get(k) != cfg.identity()[k])
+        raise UsageError(f"the sweep {cfg.study_name!r} in {cfg.directory} was run with other {', '.join(changed)}; "
+                         "continue it with the same settings, or start another with --name")
+    return study
+
+
+def finished(study) -> int:
+    return sum(t.state.name in FINISHED for t in study.trials)
+
+
+def run_sweep(cfg: SweepConfig) -> Any:
+    """Run the sweep until `cfg.trials` trials have finished (continuing a stored study); returns the study."""
+    study = open_study(cfg)
+    remaining = cfg.trials - finished(study)
+    if remaining <= 0:
+        return study
+    workers = min(cfg.jobs, remaining)
+    threads = max(1, available_cores() // workers)  # on Ray: the CPUs each task asks for
+    shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
+    if cfg.ray:
+        _on_ray(cfg, shares, threads)
+    elif workers == 1:
+        optimize(cfg, shares[0], threads, study)
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for f in [pool.submit(optimize, cfg, n, threads, None, i) for i, n in enumerate(shares)]:
+                f.result()
+    return open_study(cfg)
+
+
+def _on_ray(cfg: SweepConfig, shares: list[int], threads: int) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray, which is not installed; install it with: pip install 'fmnist[ray]'") from None
+    # On a cluster (--ray-address) every node must reach the study: pass --storage with a database URL they share
+    # (or keep the SQLite file on a shared file system). A local Ray shares this machine's file.
+    ray.init(address=cfg.ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
+    task = ray.remote(num_cpus=threads)(optimize)
+    ray.get([task.remote(cfg, n, threads, None, i) for i, n in enumerate(shares)])
+
+
+class _Pruning(Callbacks):
+    """Reports each epoch's held-out accuracy to the trial; asks training to stop when the pruner says so."""
+
+    def __init__(self, trial) -> None:
+        self.trial, self.pruned = trial, False
+
+    def epoch_end(self, stats: EpochStats) -> None:
+        if stats.val_acc is not None and math.isfinite(stats.val_acc):
+            self.trial.report(stats.val_acc, stats.epoch)
+            self.pruned = self.trial.should_prune()
+
+    def should_stop(self) -> bool:
+        return self.pruned
+
+
+def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: int = 0) -> None:
+    """Run up to `n_trials` trials of the sweep here (a process, or a Ray task, of its own when `study` is None)."""
+    optuna = optuna_module()
+    set_threads(threads)
+    if study is None:
+        study = open_study(cfg)
+        study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + 1000 * (worker + 1))  # workers draw apart
+    data, recipe = _data(cfg)
+
+    def objective(trial) -> float:
+        trial_recipe = recipe
+        for p in cfg.params:
+            trial_recipe = override(trial_recipe, p.key, p.suggest(trial))
+        options = TrainOptions(seed=cfg.seed, device=cfg.device, precision=cfg.precision, threads=threads)
+        callbacks = _Pruning(trial)
+        try:
+            result = fit(trial_recipe, data, options, callbacks)
+        except TrainingInterrupted:
+            raise optuna.TrialPruned() from None
+        trial.set_user_attr("seconds", result.seconds)
+        trial.set_user_attr("val_history", [h.val_acc for h in result.history])
+        trial.set_user_attr("pid", os.getpid())
+        return float(result.history[-1].val_acc)
+
+    done = optuna.study.MaxTrialsCallback(cfg.trials, states=(optuna.trial.TrialState.COMPLETE,
+                                                              optuna.trial.TrialState.PRUNED))
+    study.optimize(objective, n_trials=n_trials, callbacks=[done], catch=())
+
+
+def _data(cfg: SweepConfig):
+    """The training split (a seeded subset with --limit) less its held-out share; the test split is not read."""
+    recipe = dataclasses.replace(get_recipe(cfg.recipe), validation="holdout")
+    train = load_split("train", cfg.dataset, data_dir=cfg.data_dir)
+    images, labels = (train.images, train.labels) if cfg.limit is None else subset(train.images, train.labels,
+                                                                                   cfg.limit, cfg.seed)
+    tr, va = holdout_split(labels, recipe.val_fraction, seed=0)
+    return TrainData((images[tr], labels[tr]), (images[va], labels[va]), num_classes=len(train.classes)), recipe

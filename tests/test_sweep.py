@@ -1,0 +1,89 @@
+"""fmnist sweep: parameters parsed, trials scored on the held-out split only, a stored study continued."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("optuna", reason="Optuna is not installed (pip install 'fmnist[sweep]')")
+
+from fmnist.errors import UsageError  # noqa: E402
+from fmnist.recipes import get_recipe  # noqa: E402
+from fmnist.recipes.overrides import apply_assignment, canonical  # noqa: E402
+from fmnist.sweep import parse_param  # noqa: E402
+
+
+@pytest.mark.parametrize("spec, kind, low, high, choices", [
+    ("lr=0.05:0.4:log", "log", 0.05, 0.4, ()),
+    ("epochs=8,10,12", "choice", None, None, (8, 10, 12)),
+    ("batch_size=128:512:int", "int", 128, 512, ()),
+    ("augment.erase=0:0.5", "float", 0.0, 0.5, ()),
+    ("nesterov=true,false", "choice", None, None, (True, False)),
+])
+def test_parameters_parse(spec, kind, low, high, choices):
+    p = parse_param(spec)
+    assert (p.kind, p.low, p.high, p.choices) == (kind, low, high, choices)
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("lr", "not a parameter"), ("lr=0.4:0.05", "LOW < HIGH"), ("lr=0:1:log", "LOW > 0"),
+    ("lr=a:b", "numbers"), ("epochs=1.5:3:int", "whole"), ("bogus=1,2", "unknown recipe setting"),
+    ("lr=0.1:0.2:cubic", "unknown range"), ("lr=nan:1", "finite"),
+])
+def test_bad_parameters_are_one_sentence(spec, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        parse_param(spec)
+
+
+def test_overrides_by_short_and_full_name():
+    r = apply_assignment(get_recipe("fast"), "lr=0.3")
+    assert r.optimizer.lr == 0.3 and canonical("lr") == "optimizer.lr"
+    r = apply_assignment(r, "augment.erase=0.25")
+    assert r.augment.erase == 0.25
+    with pytest.raises(UsageError, match="epochs"):
+        apply_assignment(r, "epochs=0")
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        apply_assignment(r, "epochs")
+
+
+def test_sweep_runs_three_trials_on_the_held_out_split_and_continues(cli, tiny_data_dir, tmp_path):
+    for test_file in tiny_data_dir.glob("t10k-*"):
+        test_file.write_bytes(b"not IDX")  # the test split is never read: with its files broken the sweep still runs
+    args = ["sweep", "mlp", "--param", "lr=0.0005:0.01:log", "--param", "epochs=1,2", "--limit", "150",
+            "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "sweeps", "--json"]
+    r = cli(*args, "--trials", "3")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert [t["state"] for t in result["trials"]] == ["COMPLETE"] * 3
+    assert all(0 <= t["accuracy"] <= 1 and t["params"]["epochs"] in (1, 2) for t in result["trials"])
+    assert result["best_command"].startswith("fmnist train mlp --set optimizer.lr=")
+    directory = tmp_path / "sweeps" / "mlp"
+    assert (directory / "study.db").is_file() and (directory / "sweep.png").stat().st_size > 1000
+    # Continued: the stored three are kept and one more is run.
+    r = cli(*args, "--trials", "4")
+    assert r.exit_code == 0, r.stderr
+    again = json.loads(r.stdout)
+    assert len(again["trials"]) == 4 and again["trials"][:3] == result["trials"]
+    # Other settings under the same name are refused, not mixed in.
+    r = cli("sweep", "mlp", "--param", "lr=0.001:0.1:log", "--limit", "150", "--data-dir", tiny_data_dir,
+            "--root", tmp_path / "sweeps", "--trials", "5")
+    assert r.exit_code == 2 and "--name" in r.stderr
+
+
+def test_sweep_in_two_processes_shares_the_study(cli, tiny_data_dir, tmp_path):
+    r = cli("sweep", "mlp", "--name", "two", "--param", "lr=0.0005:0.01:log", "--param", "epochs=1",
+            "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "sweeps", "--trials", "2",
+            "--jobs", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert len(json.loads(r.stdout)["trials"]) == 2
+
+
+def test_sweep_options_are_checked(cli, tiny_data_dir, tmp_path):
+    base = ["sweep", "mlp", "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "s"]
+    assert "at least one --param" in cli(*base).stderr or cli(*base).exit_code == 2
+    for extra, fragment in ((["--param", "lr=1:2", "--trials", "0"], "--trials"),
+                            (["--param", "lr=1:2", "--param", "lr=1:3"], "once"),
+                            (["--param", "lr=1:2", "--limit", "5"], "--limit")):
+        r = cli(*base, *extra)
+        assert r.exit_code == 2 and fragment in r.stderr, r.stderr
