@@ -13,28 +13,12 @@ appended to runs/bench/tune.json (or --out) with its overrides, so choices can b
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
 from benchmarks import kit
-from fmnist.config import Recipe, TrainOptions
+from fmnist.config import TrainOptions
 from fmnist.data.splits import holdout_split
 from fmnist.recipes import get_recipe
+from fmnist.recipes.overrides import apply_assignment
 from fmnist.train.loop import TrainData, fit
-
-
-def apply_override(recipe: Recipe, assignment: str) -> Recipe:
-    """`key=value` or `group.key=value` (value parsed as JSON when it can be) applied to the recipe."""
-    key, _, raw = assignment.partition("=")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    if "." in key:
-        group, field = key.split(".", 1)
-        sub = getattr(recipe, group)
-        return dataclasses.replace(recipe, **{group: dataclasses.replace(sub, **{field: value})})
-    return dataclasses.replace(recipe, **{key: value})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
 
     recipe = get_recipe(args.recipe)
     for assignment in args.set:
-        recipe = apply_override(recipe, assignment)
+        recipe = apply_assignment(recipe, assignment)
     if args.quick:
         recipe = recipe.replace(epochs=kit.QUICK_EPOCHS)
     ds = kit.dataset(args.quick)  # only its training split is read
