@@ -138,6 +138,8 @@ def test_too_many_images_and_too_many_bytes():
     ("top_k=0", "top_k"),
     ("top_k=abc", "top_k"),
     ("return_input=maybe", "return_input"),
+    ("top_k=%C2%B2", "top_k"),  # a superscript two: a digit to str.isdigit, not to int()
+    ("x=1", "unknown query parameter"),
 ])
 def test_bad_query_parameters(client, query, fragment):
     r = client.post(f"/v1/predict?{query}", files={"image": ("a.png", image(), "image/png")})

@@ -79,7 +79,7 @@ def parse_query(query: Mapping[str, str], k: int) -> tuple[int, str, bool]:
     if unknown:
         raise bad_request(f"unknown query parameter {unknown[0][:40]!r}; use top_k, preprocess or return_input")
     raw = query.get("top_k", str(TOP_K))
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # isdigit alone takes "²", which int() refuses
         raise bad_request(f"top_k must be a whole number of at least 1, got {raw[:40]!r}")
     mode = query.get("preprocess", "auto")
     if mode not in MODES:
@@ -213,7 +213,11 @@ def _routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/predict", openapi_extra={**PREDICT_BODY, "parameters": predict_query(k)},
               summary="Predict the class of one or more images")
     async def predict(request: Request):
-        top_k, mode, return_input = parse_query(request.query_params, k)
+        try:
+            query = request.query_params
+        except UnicodeDecodeError:
+            raise bad_request("the query string is not UTF-8; percent-encode it") from None
+        top_k, mode, return_input = parse_query(query, k)
         return json_response(await service.predict(request, top_k, mode, return_input))
 
     @app.get("/v1/model", summary="The model: recipe, classes, test accuracy, dataset, versions, limits")
