@@ -89,11 +89,14 @@ def test_resume_reads_finished_folds_back(tmp_path):
     assert all(reused for _, _, reused in progress.done)
     assert again.scores() == first.scores()
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "folds").rglob("*.json")} == stamps  # nothing rewritten
-    # Other settings are not read back: more epochs retrains every fold and says why.
-    progress = Recorder()
-    more = run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data, progress)
+    # Other settings are never mixed in: more epochs is refused, saying what differs; --overwrite retrains every fold.
+    from fmnist.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"made with another recipe mlp \(epochs 1 there, 2 now.*--overwrite"):
+        run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "folds").rglob("*.json")} == stamps
+    more = run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data, overwrite=True)
     assert (more.trained, more.reused) == (10, 0)
-    assert "made with a different recipe" in progress.notes[0]
     assert all(len(f.history) == 2 for rs in more.results.values() for f in rs)
 
 
@@ -101,10 +104,12 @@ def test_folds_of_other_data_are_not_read_back(tmp_path):
     kw = {"recipes": tiny_recipes()[:1], "folds": 2}
     a, b = (dataclasses.replace(tiny_data(60, seed=s), checksum="") for s in (0, 1))  # in memory: hashed
     run_cv(config(tmp_path, **kw), a)
-    progress = Recorder()
-    cv = run_cv(config(tmp_path, **kw), b, progress)
+    from fmnist.errors import UsageError
+
+    with pytest.raises(UsageError, match="made with other data"):
+        run_cv(config(tmp_path, **kw), b)
+    cv = run_cv(config(tmp_path, **kw), b, overwrite=True)
     assert cv.trained == 2 and cv.data["checksum"].startswith("arrays-")
-    assert all("made with different data" in n for n in progress.notes) and len(progress.notes) == 2
 
 
 def test_interrupted_and_broken_folds_are_redone(tmp_path):

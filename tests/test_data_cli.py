@@ -66,7 +66,7 @@ def test_truncated_file_exit_2_one_paragraph_nothing_cached(data_dir, cli, isola
     (data_dir / f"{FILES[2]}.gz").unlink()
     (data_dir / FILES[2]).write_bytes(raw[:1000])
     r = cli("--data-dir", data_dir, "data", "info", "--json", "--dataset", "idx")
-    assert r.exit_code == 2 and r.stdout == ""
+    assert r.exit_code == 2 and json.loads(r.stdout)["error"]["exit_code"] == 2  # --json: the error as the document
     message = r.stderr.strip()
     assert message.startswith("error:") and "\n\n" not in message and "Traceback" not in message
     flat = " ".join(message.split())

@@ -87,3 +87,14 @@ def test_sweep_options_are_checked(cli, tiny_data_dir, tmp_path):
                             (["--param", "lr=1:2", "--limit", "5"], "--limit")):
         r = cli(*base, *extra)
         assert r.exit_code == 2 and fragment in r.stderr, r.stderr
+
+
+def test_train_takes_the_settings_a_sweep_prints(cli, tiny_data_dir, tmp_path):
+    out = tmp_path / "run"
+    r = cli("train", "mlp", "--set", "optimizer.lr=0.002", "--set", "epochs=1", "--limit", "100",
+            "--data-dir", tiny_data_dir, "--dataset", "idx", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"]["optimizer"]["lr"] == 0.002 and config["recipe"]["epochs"] == 1
+    r = cli("train", "mlp", "--set", "bogus=1", "--data-dir", tiny_data_dir, "--dataset", "idx", "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "unknown recipe setting" in r.stderr and not (tmp_path / "x").exists()

@@ -22,7 +22,10 @@ SCHEDULES = ("constant", "keras_decay", "onecycle", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")  # a recipe's numerics
 RUN_PRECISIONS = ("recipe", *PRECISIONS)  # a run may defer to its recipe's
 VAL_PRECISIONS = ("train", "fp32")  # per-epoch validation: the training numerics, or fp32 like the test figures
-MAX_SEED = 2**63 - 1
+# Seeds: 0..2**32 - 1, what every generator a run seeds accepts (numpy's legacy RandomState, behind scikit-learn's
+# KFold in `fmnist cv`, takes no more; torch and numpy's default_rng take larger ones).
+MAX_SEED = 2**32 - 1
+SEED_RANGE = f"0 to {MAX_SEED} (2**32 - 1)"
 
 
 def _finite(x: Any) -> bool:
@@ -54,7 +57,7 @@ class OptimizerConfig:
         object.__setattr__(self, "betas", tuple(self.betas))
         _raise("optimizer", _problems({
             f"name {self.name!r} is not one of {', '.join(OPTIMIZERS)}": self.name in OPTIMIZERS,
-            f"lr must be a finite number >= 0, got {self.lr!r}": _finite(self.lr) and self.lr >= 0,
+            f"lr must be a finite number >= 0 (--lr), got {self.lr!r}": _finite(self.lr) and self.lr >= 0,
             f"momentum must be in [0, 1), got {self.momentum!r}": _finite(self.momentum) and 0 <= self.momentum < 1,
             f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}":
                 _finite(self.weight_decay) and self.weight_decay >= 0,
@@ -218,7 +221,7 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         _raise("training options", _problems({
-            f"--seed must be a whole number in 0..{MAX_SEED}, got {self.seed!r}": _whole(self.seed) and 0 <= self.seed <= MAX_SEED,
+            f"--seed must be a whole number from {SEED_RANGE}, got {self.seed!r}": _whole(self.seed) and 0 <= self.seed <= MAX_SEED,
             "--device must be a name such as auto, cpu or cuda": isinstance(self.device, str) and bool(self.device),
             f"--precision {self.precision!r} is not one of {', '.join(RUN_PRECISIONS)}": self.precision in RUN_PRECISIONS,
             f"val_precision {self.val_precision!r} is not one of {', '.join(VAL_PRECISIONS)}": self.val_precision in VAL_PRECISIONS,

@@ -21,13 +21,15 @@ from fmnist.checkpoint import ModelMeta, load_model, read_meta, save_model
 from fmnist.config import Recipe, RunConfig
 from fmnist.data import DEFAULT_DATASET, Dataset, Split, get_spec, load_dataset, load_split
 from fmnist.data.splits import describe_validation, split_for_validation, subset
-from fmnist.errors import UsageError
+from fmnist.fileio import write_error
+from fmnist.errors import DataError, UsageError
 from fmnist.imaging.folder import folder_dataset
 from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.plots.evaluation import plot_misclassified, plot_montage
 from fmnist.reports.run import render_run_report
-from fmnist.rundir import CONFIG_FILE, MODEL_FILE, RunMetrics, write_config, write_results
+from fmnist.rundir import CONFIG_FILE, MODEL_FILE, RunMetrics, check_directory_path, write_config, write_results
+from fmnist.runtime import resolve_device
 from fmnist.train.loop import Callbacks, TrainData, TrainResult, fit
 from fmnist.train.resume import CHECKPOINT_FILE
 
@@ -93,8 +95,7 @@ def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
 def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Check the run directory before anything is written: a run there is continued (resume), replaced whole
     (overwrite) or refused, never silently mixed with a new one."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"--out {run_dir} is a file; name a directory for the run")
+    check_directory_path(run_dir, "the run")
     if resume:
         if not (run_dir / CHECKPOINT_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
             raise UsageError(f"{run_dir} holds no checkpoint to resume ({CHECKPOINT_FILE} and {CONFIG_FILE}); the run "
@@ -110,6 +111,16 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
     return run_dir
 
 
+def check_splits(ds: Dataset, train_images: int) -> None:
+    """A run trains on the training split and is scored on the test split: an empty one is refused before the run
+    directory is made."""
+    where = f" in {ds.source_dir}" if ds.source_dir is not None else ""
+    for split, count in (("training", train_images), ("test", len(ds.test))):
+        if not count:
+            raise DataError(f"the {split} split of {ds.name}{where} holds no images, and a run needs {split} images; "
+                            f"add some to it or name another dataset")
+
+
 def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Dataset | None = None,
               resume: bool = False, overwrite: bool = False, keep_checkpoint: bool = False) -> RunResult:
     """Train cfg.recipe, save the model, evaluate it on the test set and write the run directory.
@@ -117,6 +128,7 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     Every epoch the loop's state goes to RUN_DIR/checkpoint.safetensors (fmnist.train.resume), removed once the
     model is written unless `keep_checkpoint`; `resume` continues from it with the run's own config.
     """
+    resolve_device(cfg.options.device)  # an unknown device, or CUDA without one, fails before anything is written
     if resume:  # the checkpoint holds the weights; the starting model only names the folder's classes
         init, init_meta = None, (read_meta(cfg.init) if cfg.init is not None and cfg.init.exists() else None)
     else:
@@ -127,10 +139,14 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     if cfg.limit:
         images, labels = subset(images, labels, cfg.limit, cfg.options.seed)
     test = (ds.test.images, ds.test.labels)
+    check_splits(ds, len(labels))
     train, val = split_for_validation(recipe, images, labels, test, cfg.options.seed)
 
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(recipe.name), resume, overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # read-only, full, not ours: one sentence naming --out
+        raise write_error(run_dir, e) or e from None
     cfg = dataclasses.replace(cfg, data_source=ds.source, train_images=len(train[1]))
     if not resume:
         write_config(run_dir, cfg)

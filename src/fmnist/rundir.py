@@ -26,7 +26,7 @@ import numpy as np
 
 from fmnist import __version__
 from fmnist.config import RunConfig
-from fmnist.errors import DataError, FmnistError
+from fmnist.errors import DataError, FmnistError, UsageError
 from fmnist.fileio import write_json, write_text
 
 CONFIG_FILE = "config.json"
@@ -125,6 +125,19 @@ def write_results(run_dir: Path, history: Sequence[dict[str, Any]], metrics: Run
     """history.csv, then metrics.json (its presence marks a finished run)."""
     write_history(run_dir / HISTORY_FILE, history)
     write_json(run_dir / METRICS_FILE, metrics.to_dict())
+
+
+def check_directory_path(path: Path, what: str = "the run", flag: str = "--out") -> None:
+    """A UsageError (a sentence, never an errno) when `path` cannot be made a directory: it is a file, or a file
+    stands where one of its parent directories should be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; name a directory for {what}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {path}: {parent} is a file, not a directory; name a path inside a directory")
+            return
 
 
 def is_run_dir(path: Path) -> bool:

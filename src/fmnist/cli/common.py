@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 
 # Human-readable output goes to stdout unless --json is given; then stdout carries one JSON document
-# and everything else (progress bars, notes) goes to stderr.
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# and everything else (progress bars, notes) goes to stderr. soft_wrap: a message is never broken into lines at the
+# console's width (80 columns when piped); a terminal wraps it, a pipe gets it on one line. Tables still fit the width.
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DataDirOption = Annotated[
     Optional[Path],
@@ -56,11 +57,27 @@ def settings(ctx: typer.Context, data_dir: Path | None = None, dataset: str | No
     return base.merged(data_dir, dataset, device)
 
 
+_documents = [0]  # JSON documents written on stdout by this command (main() resets it)
+
+
 def print_json(obj: Any) -> None:
     """Write `obj` as the single JSON document on stdout."""
     # NaN and infinities are not JSON: they are written as null, so stdout always parses.
     out.file.write(json.dumps(_finite(obj), indent=2, default=_json_default, allow_nan=False) + "\n")
     out.file.flush()
+    _documents[0] += 1
+
+
+def print_json_error(message: str, exit_code: int) -> None:
+    """With --json, a failure as the JSON document: {"error": {"message": ..., "exit_code": ...}}; nothing when
+    the command wrote its document already (stdout must stay one document)."""
+    if not _documents[0]:
+        print_json({"error": {"message": message, "exit_code": exit_code}})
+
+
+def reset_json_output() -> None:
+    """Forget the documents written so far: a new command starts (main(), run again in one process by tests)."""
+    _documents[0] = 0
 
 
 def _finite(obj: Any) -> Any:

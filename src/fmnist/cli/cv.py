@@ -23,12 +23,15 @@ def cv(
     ctx: typer.Context,
     recipes: Annotated[list[str], typer.Argument(help="Recipe names (see `fmnist models`); the first is the reference.", show_default=False)],
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per repeat (K).")] = 5,
-    seed: Annotated[int, typer.Option(min=0, help="Shuffle seed; 1 gives the seed's KFold(5, shuffle=True, random_state=1).")] = 1,
+    seed: Annotated[int, typer.Option(help=(
+        "Shuffle seed, 0 to 4294967295; 1 gives the seed's KFold(5, shuffle=True, random_state=1)."))] = 1,
     stratified: Annotated[bool, typer.Option("--stratified", help="Keep each class's share in every fold.")] = False,
     repeats: Annotated[int, typer.Option(min=1, help="Repeated K-fold: repeat r shuffles with seed + r - 1.")] = 1,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override every recipe's epochs.")] = None,
     limit: Annotated[int | None, typer.Option(min=2, help="Fold only a seeded subset of N training images (quick runs).")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory; rerun with the same one to resume (default runs/cv-<recipes>).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=(
+        "Replace a cross-validation in --out made with other options (recipes, folds, seed, data), whole."))] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Folds trained at once (parallel processes, or Ray tasks).")] = 1,
     threads: Annotated[int | None, typer.Option(min=1, help="Intra-op threads per fold (default: available cores / jobs).")] = None,
     precision: Annotated[str, typer.Option(help="recipe (its own choice), auto, bf16 or fp32.")] = "recipe",
@@ -84,7 +87,8 @@ def cv(
                 "processes": f"in {workers} process{'es' if workers != 1 else ''}",
                 "ray": "as Ray tasks",
             }[executor]
-            err.print(f"{pending} folds to train {where} ({threads} thread(s) each), {reused} read back from {config.out}")
+            err.print(f"{pending} folds to train {where} ({threads} thread(s) each), {reused} read back from {config.out}",
+                      markup=False)
 
         def note(self, message: str) -> None:
             err.print(f"note: {message}", markup=False)
@@ -98,7 +102,7 @@ def cv(
             how = "read back" if result.reused else f"{result.seconds:.1f} s"
             lines.print(f"{result.recipe} {fold.label}: {result.score * 100:.2f}% ({how})", markup=False)
 
-    result = run_cv(config, CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir)), Printer())
+    result = run_cv(config, CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir)), Printer(), overwrite=overwrite)
     if as_json:
         print_json(result.to_dict(histories=False))
         return

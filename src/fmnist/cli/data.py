@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, out, print_json, settings
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from fmnist.data import Dataset
 
 data_app = typer.Typer(help="Get, verify, describe and view the dataset.", no_args_is_help=True)
+
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")  # what the sample grid is written as (matplotlib)
 
 _SOURCES = {
     "data-dir": "the data directory",
@@ -36,9 +39,9 @@ def fetch(ctx: typer.Context, data_dir: DataDirOption = None, dataset: DatasetOp
     if as_json:
         print_json(ds.summary())
         return
-    out.print(f"{_title(ds)}: {len(ds.train)} training and {len(ds.test)} test images")
-    out.print(f"source: {_SOURCES[ds.source]}, {ds.source_dir}")
-    out.print(_verified(ds))
+    out.print(f"{_title(ds)}: {len(ds.train)} training and {len(ds.test)} test images", markup=False)
+    out.print(f"source: {_SOURCES[ds.source]}, {ds.source_dir}", markup=False)
+    out.print(_verified(ds), markup=False)
 
 
 @data_app.command()
@@ -49,13 +52,14 @@ def info(ctx: typer.Context, data_dir: DataDirOption = None, dataset: DatasetOpt
         print_json(ds.summary())
         return
     h, w = ds.train.images.shape[1:]
-    out.print(_title(ds))
-    out.print(f"source: {_SOURCES[ds.source]}, {ds.source_dir}")
-    out.print(_verified(ds))
-    out.print(f"images: {h}x{w} uint8; train {len(ds.train)}, test {len(ds.test)}")
+    out.print(_title(ds), markup=False)
+    out.print(f"source: {_SOURCES[ds.source]}, {ds.source_dir}", markup=False)
+    out.print(_verified(ds), markup=False)
+    out.print(f"images: {h}x{w} uint8; train {len(ds.train)}, test {len(ds.test)}", markup=False)
     table = Table("label", "class", "train", "test")
+    table.columns[1].overflow = "fold"  # a class name is printed whole, as written in classes.txt
     for label, (name, n_train, n_test) in enumerate(zip(ds.classes, ds.train.class_counts(), ds.test.class_counts(), strict=True)):
-        table.add_row(str(label), name, str(n_train), str(n_test))
+        table.add_row(str(label), escape(name), str(n_train), str(n_test))
     table.add_row("", "all", str(len(ds.train)), str(len(ds.test)), style="bold")
     out.print(table)
 
@@ -65,17 +69,20 @@ def show(
     ctx: typer.Context,
     split: Annotated[str, typer.Option("--split", help="train or test.")] = "train",
     n: Annotated[int, typer.Option("--n", min=1, max=400, help="How many images, from the first.")] = 25,
-    output: Annotated[Path, typer.Option("--out", help="PNG file to write.")] = Path("samples.png"),
+    output: Annotated[Path, typer.Option("--out", help="The image to write: .png, .jpg, .pdf or .svg.")] = Path("samples.png"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --out file if it exists.")] = False,
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Draw the first N images of a split in a labelled grid, as the seeds do."""
+    from fmnist.cli.outputs import check_out_file
     from fmnist.data import SPLIT_FILES
     from fmnist.plots.samples import plot_sample_grid
 
     if split not in SPLIT_FILES:
         raise UsageError(f"--split must be train or test, not {split!r}")
+    check_out_file(output, overwrite, GRID_SUFFIXES, "samples.png")
     ds = _load(ctx, data_dir, dataset, download=True)
     data = ds.split(split)
     if n > len(data):
@@ -84,7 +91,7 @@ def show(
     if as_json:
         print_json({"dataset": ds.name, "split": split, "n": n, "path": str(path)})
     else:
-        out.print(f"wrote {path} ({n} {split} images)")
+        out.print(f"wrote {path} ({n} {split} images)", markup=False, soft_wrap=True)
 
 
 def _load(ctx: typer.Context, data_dir: Path | None, dataset: str | None, download: bool) -> Dataset:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fmnist.cli.common import DataDirOption, DeviceOption, JsonOption, out, print_json, settings
+from fmnist.cli.common import DataDirOption, DatasetOption, DeviceOption, JsonOption, err, out, print_json, settings
 from fmnist.cli.export import BackendOption
 
 
@@ -19,12 +19,16 @@ def evaluate(
     preprocess: Annotated[str, typer.Option("--preprocess", help="With --images: auto, photo or dataset.")] = "auto",
     out_dir: Annotated[Optional[Path], typer.Option("--out", help=(
         "With --images: where the montage and results go (default runs/evaluate-<DIR>-<timestamp>)."), show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=(
+        "With --images: replace the montage and results already in --out."))] = False,
     data_dir: DataDirOption = None,
+    dataset: DatasetOption = None,
     device: DeviceOption = None,
     backend: BackendOption = "torch",
     as_json: JsonOption = False,
 ) -> None:
-    """Evaluate a saved model on its dataset's test set (or on --images DIR) and print the classification report."""
+    """Evaluate a saved model on its dataset's test set (or --dataset's, or --images DIR) and print the
+    classification report; warns when the data differ from the data the model was trained on."""
     from fmnist.data import load_split
     from fmnist.errors import UsageError
     from fmnist.export import load_predictor
@@ -34,32 +38,61 @@ def evaluate(
     from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, data_dir=data_dir, device=device)
+    # --dataset (here or before the command) picks the test set; without it, the dataset named in the model file.
+    asked = dataset if dataset is not None else ctx.find_root().params.get("dataset")
     configure_process()
     predictor = load_predictor(model, backend, device=resolve_device(s.device))
     meta = predictor.meta
     run = load_run(model) if model.is_dir() and is_run_dir(model) else None
-    if images is None and meta.dataset == "folder":
+    name = asked or meta.dataset or "fashion-mnist"
+    # The run's own data directory serves its own dataset only.
+    same_dataset = run is not None and run.config.dataset == name
+    data_dir = s.data_dir if s.data_dir is not None else (run.config.data_dir if same_dataset else None)
+    if images is None and name == "folder":
         # A model fine-tuned on an image folder is scored on that folder's test images.
-        folder = run.config.data_dir if run is not None else None
-        if folder is None:
+        if data_dir is None:
             raise UsageError(f"{model} was trained on an image folder: pass it with --images DIR")
-        images = folder / "test" if (folder / "test").is_dir() else folder
+        images = data_dir / "test" if (data_dir / "test").is_dir() else data_dir
+    if out_dir is not None:
+        from fmnist.cli.outputs import check_out_dir
+
+        if images is None:
+            raise UsageError("--out is where `--images DIR` writes its montage and results; pass --images DIR too")
+        check_out_dir(out_dir, overwrite, "the evaluation")
     if images is not None:
         from fmnist.cli.photo_eval import evaluate_folder
 
         evaluate_folder(predictor, model, images, preprocess, out_dir, as_json)
         return
-    # The dataset the model was trained on (named in the file), and the figure recorded at training: from the
-    # run's record when MODEL is a run directory, else from the model file's metadata.
+    # The figure recorded at training: from the run's record when MODEL is a run directory, else from the model
+    # file's metadata.
     recorded = run.metrics.test_accuracy if run is not None else (meta.metrics or {}).get("test_accuracy")
-    data_dir = s.data_dir if s.data_dir is not None else (run.config.data_dir if run is not None else None)
-    test = load_split("test", meta.dataset, data_dir=data_dir)
+    test = load_split("test", name, data_dir=data_dir)  # only the split evaluated is loaded
+    top = int(test.labels.max()) if len(test.labels) else -1
+    if not len(test.labels):
+        raise UsageError(f"the {name} test split holds no images to evaluate on; name a dataset with test images")
+    if top >= len(meta.classes):
+        raise UsageError(f"{model} tells {len(meta.classes)} classes apart, but the {name} test labels go up to {top}; "
+                         f"evaluate it on data with its classes, such as the {meta.dataset or 'dataset'} it was trained on")
+    checksum, problem = _dataset_checksum(name, data_dir)
+    same_data = (checksum == meta.dataset_checksum) if checksum and meta.dataset_checksum else None
+    warnings = [problem] if problem else []
+    if same_data is False:
+        warnings.append(f"{model} was trained on {meta.dataset or 'other'} data with checksum "
+                        f"{meta.dataset_checksum[:12]}, but these {name} test images come from data with checksum "
+                        f"{checksum[:12]}, so the accuracy below is not comparable with the one recorded at training")
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False, soft_wrap=True)
     ev = evaluate_model(predictor, test.images, test.labels)
     report = classification_report(test.labels, ev["y_pred"], list(meta.classes))
     result = {
         "model": str(model),
         "backend": predictor.backend,
-        "dataset": meta.dataset,
+        "dataset": name,
+        "dataset_checksum": checksum,
+        "model_dataset_checksum": meta.dataset_checksum or None,
+        "same_data_as_training": same_data,  # None when either checksum is unknown
+        "warnings": warnings,
         "test_accuracy": ev["accuracy"],
         "test_loss": ev["loss"],
         "recorded_test_accuracy": recorded,
@@ -70,11 +103,39 @@ def evaluate(
         print_json(result)
         return
     out.print(format_report(report), markup=False)
-    line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {meta.dataset} test images"
+    line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {name} test images"
     if recorded is not None:
         same = "matches" if result["matches_recorded"] else "differs from"
         line += f"; {same} the {recorded * 100:.2f}% recorded at training"
-    out.print(line, markup=False)
+    out.print(line, markup=False, soft_wrap=True)
+
+
+def _dataset_checksum(name: str, data_dir: Path | None) -> tuple[str | None, str | None]:
+    """The checksum `load_dataset` gives dataset `name` (sha256 over its four files' sha256), without decoding the
+    training split: digests come from the data cache, or from hashing a file not hashed before. (None, why) when
+    the files cannot be read.
+
+    (Belongs beside load_dataset in fmnist.data.load, which computes the same digest inline.)"""
+    import hashlib
+
+    from fmnist.data import FILES, cache, get_spec
+    from fmnist.data.idx import inspect_idx
+    from fmnist.data.sources import locate
+    from fmnist.errors import FmnistError
+
+    try:
+        location = locate(get_spec(name), data_dir, download=False, progress=False)
+        known = cache.read_digests()
+        lines = []
+        for fname in FILES:
+            path = location.paths[fname]
+            digest = cache.parse_digest(known.get(cache.file_key(path)))
+            if digest is None:
+                digest = inspect_idx(path)[1]
+            lines.append(f"{fname} {digest.sha256}\n")
+    except (FmnistError, OSError) as e:
+        return None, f"the {name} data's checksum could not be computed, so it is not compared with the model's ({e})"
+    return hashlib.sha256("".join(lines).encode()).hexdigest(), None
 
 
 def register(app: typer.Typer) -> None:

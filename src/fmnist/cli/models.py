@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from fmnist.cli.common import JsonOption, out, print_json
@@ -14,6 +16,18 @@ if TYPE_CHECKING:
     from fmnist.models.summary import ModelSummary
 
 models_app = typer.Typer(help="List the recipes (architecture, size, cost, training) and show their layers.", no_args_is_help=False)
+
+
+# (key, header, right-justified, may wrap): the recipe name and the figures are never wrapped or cut.
+_CELLS = {
+    "name": ("recipe", False, False), "model": ("model", False, True), "params": ("params", True, False),
+    "macs": ("MACs/image", True, False), "epochs": ("epochs", True, False), "batch_size": ("batch", True, False),
+    "optimizer": ("optimizer", False, True), "seed_doc": ("seed", False, True),
+    "reported_note": ("seed reported", False, True),
+}
+_COLUMNS = tuple(_CELLS)
+_NARROW = (("Recipes", ("name", "params", "macs", "epochs", "batch_size", "optimizer")),
+           ("Models and seed figures", ("name", "model", "seed_doc", "reported_note")))
 
 
 def register(app: typer.Typer) -> None:
@@ -30,14 +44,36 @@ def list_recipes(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table(title="Recipes", title_justify="left")
-    for col, right in [("recipe", False), ("model", False), ("params", True), ("MACs/image", True), ("epochs", True),
-                       ("batch", True), ("optimizer", False), ("seed", False), ("seed reported", False)]:
-        table.add_column(col, justify="right" if right else "left")
+    table = _recipes_table(rows, "Recipes", _COLUMNS)
+    if _width(table) <= out.width:
+        out.print(table)
+        return
+    # A narrow terminal: the same cells in two tables, each fitting, rather than one with every cell cut short.
+    for title, keys in _NARROW:
+        out.print(_recipes_table(rows, title, keys))
+
+
+def _recipes_table(rows: list[dict[str, Any]], title: str, keys: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for key in keys:
+        header, right, wraps = _CELLS[key]
+        table.add_column(header, justify="right" if right else "left", no_wrap=not wraps, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["model"], f"{r['params']:,}", f"{r['macs']:,}", str(r["epochs"]), str(r["batch_size"]),
-                      _optimizer_text(r), r["seed_doc"], r["reported_note"])
-    out.print(table)
+        table.add_row(*(escape(_cell(r, key)) for key in keys))
+    return table
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    if key == "optimizer":
+        return _optimizer_text(row)
+    if key in ("params", "macs"):
+        return f"{row[key]:,}"
+    return str(row[key])
+
+
+def _width(table: Table) -> int:
+    """The width `table` takes with no cell wrapped."""
+    return Measurement.get(out, out.options.update_width(10**6), table).maximum
 
 
 @models_app.command("show")
@@ -51,7 +87,7 @@ def show(recipe: Annotated[str, typer.Argument(help="Recipe name (see `fmnist mo
         print_json({"recipe": r.name, "model_args": r.model_args, **summary.to_dict()})
         return
     args = ", ".join(f"{k}={v}" for k, v in r.model_args.items())
-    out.print(format_summary(summary, title=f"{r.name}: {summary.model}({args})"))
+    out.print(format_summary(summary, title=escape(f"{r.name}: {summary.model}({args})")))
 
 
 def _summarize(recipe: Recipe) -> "ModelSummary":

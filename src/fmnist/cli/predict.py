@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from fmnist.cli.common import DeviceOption, JsonOption, err, out, print_json, settings
 from fmnist.cli.export import BackendOption
+
+OTHER_COLUMNS = 52  # what the other columns, the borders and the padding take at their narrowest
 
 
 def predict(
@@ -44,15 +46,19 @@ def predict(
     if as_json:
         print_json([p.to_dict() for p in predictions] + [{"path": path, "error": why} for path, why in failed])
     else:
-        table = Table("image", "class", "name", "confident", "top-3", "preprocess")
+        # The file name whole, first and on one line where it fits, so a row can be matched to its file; the other
+        # cells wrap or fold rather than end in an ellipsis.
+        longest = max((len(str(p.path)) for p in predictions), default=0)
+        table = Table(Column("image", no_wrap=longest + OTHER_COLUMNS <= out.width, overflow="fold"),
+                      *(Column(h, overflow="fold") for h in ("class", "confident", "top-3", "preprocess")))
         for p in predictions:
             top = ", ".join(f"{name} {prob * 100:.1f}%" for _, name, prob in p.top)
-            table.add_row(escape(str(p.path)), str(p.index), escape(p.name), "yes" if p.confident else "[yellow]no[/]",
+            table.add_row(escape(str(p.path)), escape(f"{p.index} {p.name}"), "yes" if p.confident else "[yellow]no[/]",
                           escape(top), p.preprocess)
         if predictions:
             out.print(table)
-        for _, why in failed:
-            err.print(f"skipped: {why}", markup=False, soft_wrap=True)
+    for _, why in failed:  # on stderr with --json too: stdout stays the one document
+        err.print(f"skipped: {why}", markup=False, soft_wrap=True)
     if failed:
         raise typer.Exit(2)
 

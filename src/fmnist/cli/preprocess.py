@@ -14,6 +14,8 @@ def preprocess(
     images: Annotated[list[Path], typer.Argument(help="Image files or directories of them.", show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for NAME.png (28x28) and NAME-sheet.png per image.")],
     mode: Annotated[str, typer.Option("--preprocess", help="auto, photo or dataset (as `fmnist predict`).")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=(
+        "Write into an --out that holds files already, replacing those of the same names."))] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Write, per image, the 28x28 input the model sees and a sheet: the original, the article mask and crop box
@@ -23,6 +25,7 @@ def preprocess(
     """
     from PIL import Image
 
+    from fmnist.cli.outputs import check_out_dir
     from fmnist.errors import DataError
     from fmnist.fileio import atomic_path
     from fmnist.imaging import check_mode, image_files, open_image, prepare
@@ -30,9 +33,8 @@ def preprocess(
     from fmnist.plots.photos import plot_preprocessing
 
     check_mode(mode)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"--out {out_dir} is a file; name a directory for the preprocessed images")
-    written, failed = [], []
+    check_out_dir(out_dir, overwrite, "the preprocessed images")
+    written, failed, used = [], [], set()
     for path in image_files(images):
         try:
             original = open_image(path)
@@ -40,7 +42,12 @@ def preprocess(
         except DataError as e:
             failed.append({"path": str(path), "error": f"{path}: {e}" if str(path) not in str(e) else str(e)})
             continue
-        stem = safe_name(path.stem)
+        stem = base = safe_name(path.stem)
+        for i in range(2, len(used) + 3):
+            if stem not in used:
+                break
+            stem = f"{base}-{i}"  # two inputs of one name (in different directories) never write over each other
+        used.update((stem, f"{stem}-sheet"))
         view = out_dir / f"{stem}.png"
         with atomic_path(view) as tmp:
             Image.fromarray(result.image).save(tmp, format="PNG")

@@ -8,6 +8,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fmnist.cli.common import err
@@ -28,7 +29,7 @@ class EpochProgress(Callbacks):
         if not self.enabled:
             return
         self.progress = Progress(
-            TextColumn(f"{self.label}epoch {epoch}/{epochs}"),
+            TextColumn(f"{escape(self.label)}epoch {epoch}/{epochs}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
@@ -55,7 +56,7 @@ class EpochProgress(Callbacks):
             val = f"  val loss {stats.val_loss:.4f} acc {stats.val_acc * 100:.2f}%"
         err.print(
             f"{self.label}epoch {stats.epoch}: loss {stats.train_loss:.4f} acc {stats.train_acc * 100:.2f}%{val}"
-            f"  lr {stats.lr:.3g}  {stats.seconds:.1f}s"
+            f"  lr {stats.lr:.3g}  {stats.seconds:.1f}s", markup=False,
         )
 
     def should_stop(self) -> bool:

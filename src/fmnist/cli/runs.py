@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.table import Column
 
 from fmnist.cli.common import JsonOption, err, out, print_json
 from fmnist.errors import UsageError
@@ -43,6 +44,7 @@ def _row(run) -> dict:
 
 
 def _list(root: Path, sort: str, reverse: bool, as_json: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from fmnist.rundir import find_runs
@@ -62,14 +64,17 @@ def _list(root: Path, sort: str, reverse: bool, as_json: bool) -> None:
     if not rows:
         out.print(f"no finished runs under {root}", markup=False)
         return
-    table = Table("recipe", "dataset", "test acc", "train s", "epochs", "date", "path")
+    # Every cell whole: long ones fold onto more lines rather than end in an ellipsis (a path must stay a path).
+    table = Table(*(Column(h, overflow="fold") for h in ("recipe", "dataset", "test acc", "train s", "epochs", "date", "path")))
     for r in rows:
         seconds = "—" if r["train_seconds"] is None else f"{r['train_seconds']:.1f}"
-        table.add_row(r["recipe"], r["dataset"], f"{r['test_accuracy'] * 100:.2f}%", seconds, str(r["epochs"]), r["date"], r["path"])
+        table.add_row(escape(r["recipe"]), escape(r["dataset"]), f"{r['test_accuracy'] * 100:.2f}%", seconds,
+                      str(r["epochs"]), escape(r["date"]), escape(r["path"]))
     out.print(table)
 
 
 def _compare(a_dir: Path, b_dir: Path, as_json: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from fmnist.rundir import config_differences, load_run
@@ -81,16 +86,18 @@ def _compare(a_dir: Path, b_dir: Path, as_json: bool) -> None:
         print_json({"a": str(a_dir), "b": str(b_dir), "config": {k: list(v) for k, v in differences.items()},
                     "metrics": {k: list(v) for k, v in metrics.items()}})
         return
-    config = Table("setting", str(a_dir), str(b_dir), title="config (only what differs)")
+    heads = [Column(h, overflow="fold") for h in ("setting", escape(str(a_dir)), escape(str(b_dir)))]
+    config = Table(*heads, title="config (only what differs)")
     for key, (va, vb) in differences.items():
-        config.add_row(key, _text(va), _text(vb))
+        config.add_row(escape(key), escape(_text(va)), escape(_text(vb)))
     if not differences:
         config.add_row("(the same config)", "", "")
     out.print(config)
-    results = Table("metric", str(a_dir), str(b_dir), title="results")
+    heads = [Column(h, overflow="fold") for h in ("metric", escape(str(a_dir)), escape(str(b_dir)))]
+    results = Table(*heads, title="results")
     for label, field, spec in METRIC_ROWS:
         va, vb = metrics[field]
-        results.add_row(label, _text(va, spec), _text(vb, spec))
+        results.add_row(label, escape(_text(va, spec)), escape(_text(vb, spec)))
     out.print(results)
 
 

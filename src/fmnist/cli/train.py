@@ -6,18 +6,23 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from fmnist.cli.common import DataDirOption, DatasetOption, DeviceOption, JsonOption, err, out, print_json, settings
+from fmnist.recipes import RECIPES
 
 
 def train(
     ctx: typer.Context,
-    recipe: Annotated[str, typer.Argument(help="Recipe name (see `fmnist models`).")] = "fast",
+    recipe: Annotated[str, typer.Argument(help=f"Recipe name: {', '.join(RECIPES)} (see `fmnist models`).")] = "fast",
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Override the peak learning rate.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, subsets).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (weights, shuffling, subsets), 0 to 4294967295.")] = 0,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only N training images (quick runs).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help=(
+        "Change a recipe setting, KEY=VALUE: lr=0.2, epochs=12, augment.erase=0.25, optimizer.weight_decay=5e-4 "
+        "(what `fmnist sweep` prints). Repeat for each."), show_default=False)] = None,
     val: Annotated[Optional[str], typer.Option("--val", help="Validation protocol: test, holdout or none.")] = None,
     precision: Annotated[str, typer.Option(help="recipe (its own choice), auto (bf16 where the hardware has it), bf16 or fp32.")] = "recipe",
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default runs/<recipe>-<timestamp>).")] = None,
@@ -45,6 +50,7 @@ def train(
     from fmnist.config import RunConfig, TrainOptions
     from fmnist.pipeline import train_run
     from fmnist.recipes import get_recipe
+    from fmnist.recipes.overrides import apply_assignment
     from fmnist.runtime import configure_process
 
     s = settings(ctx, data_dir, dataset, device)
@@ -62,6 +68,8 @@ def train(
         r = r.replace(epochs=epochs, batch_size=batch_size, validation=val)
         if lr is not None:
             r = dataclasses.replace(r, optimizer=dataclasses.replace(r.optimizer, lr=lr))
+        for assignment in set_ or []:
+            r = apply_assignment(r, assignment)
         cfg = RunConfig(
             recipe=r,
             options=TrainOptions(seed=seed, device=s.device, precision=precision),
@@ -96,10 +104,10 @@ def train(
     if as_json:
         print_json(summary)
         return
-    err.print(f"validation: {m.validation_note}", markup=False)
+    err.print(f"validation: {m.validation_note}", markup=False, soft_wrap=True)
     out.print(
-        f"[bold]{r.name}[/]: test accuracy [bold green]{m.test_accuracy * 100:.2f}%[/] (loss {m.test_loss:.4f}), "
-        f"{m.epochs} epochs in {m.train_seconds:.1f}s on {m.device} ({m.precision})"
+        f"[bold]{escape(r.name)}[/]: test accuracy [bold green]{m.test_accuracy * 100:.2f}%[/] (loss {m.test_loss:.4f}), "
+        f"{m.epochs} epochs in {m.train_seconds:.1f}s on {escape(m.device)} ({escape(m.precision)})", soft_wrap=True,
     )
     out.print(f"run directory: {result.run_dir}", markup=False, soft_wrap=True)  # a path is printed as it is
     out.print(f"report: {result.run_dir / 'report.md'}", markup=False, soft_wrap=True)

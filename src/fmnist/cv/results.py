@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from fmnist import __version__
-from fmnist.config import Recipe, TrainOptions
+from fmnist.config import MAX_SEED, RUN_PRECISIONS, SEED_RANGE, Recipe, TrainOptions
 from fmnist.cv.folds import Fold
 from fmnist.cv.stats import Comparison, Summary
+from fmnist.errors import UsageError
 from fmnist.train.loop import Callbacks
 
 
@@ -36,6 +37,17 @@ class CVConfig:
     precision: str = "recipe"
     ray: bool = False  # run folds as tasks on a local Ray instance (started or joined)
     ray_address: str | None = None  # join this Ray cluster instead
+
+    def __post_init__(self) -> None:
+        # Checked when the call is made, before any data is read or anything is written.
+        whole = isinstance(self.seed, int) and not isinstance(self.seed, bool)
+        if not whole or not 0 <= self.seed <= MAX_SEED:
+            raise UsageError(f"--seed must be a whole number from {SEED_RANGE}, got {self.seed!r}")
+        if isinstance(self.repeats, int) and self.repeats > 1 and self.seed + self.repeats - 1 > MAX_SEED:
+            raise UsageError(f"--seed {self.seed} --repeats {self.repeats}: repeat r shuffles with seed + r - 1, which "
+                             f"must stay within {SEED_RANGE}; use a smaller --seed")
+        if self.precision not in RUN_PRECISIONS:
+            raise UsageError(f"--precision {self.precision!r} is not one of {', '.join(RUN_PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (recipes by name; their full configs are stored per recipe in cv.json)."""

@@ -3,7 +3,8 @@
 The driver alone writes files. Each finished fold becomes OUT/folds/<recipe>/r<repeat>-f<fold>.json,
 written atomically once the fold has finished, so an interrupted fold leaves nothing behind (at most a
 temporary file, which is ignored and cleaned). A rerun with the same OUT reads a fold back instead of
-retraining it when the file records the same recipe, data, limit, fold and training seed. At the end
+retraining it when the file records the same recipe, data, limit, fold and training seed; an OUT
+holding a cross-validation made with other options is refused (replaced whole with --overwrite). At the end
 cv.json, the figures and report.md are written from all the folds.
 
 A fold's training seed depends on (seed, repeat, fold) only, and its thread count is set explicitly, so
@@ -25,7 +26,7 @@ from fmnist.cv.executors import execute
 from fmnist.cv.folds import Fold, fold_seed, make_folds
 from fmnist.cv.results import CVConfig, CVData, CVProgress, CVResult, FoldResult, FoldTask
 from fmnist.cv.stats import compare, summarize
-from fmnist.cv.store import CV_JSON, checkpoint_path, clean_temp_files, fold_path, read_finished
+from fmnist.cv.store import CV_JSON, checkpoint_path, clean_temp_files, fold_path, prepare_out, read_finished
 from fmnist.data.splits import subset
 from fmnist.errors import UsageError
 from fmnist.fileio import write_json
@@ -78,8 +79,11 @@ def plan(config: CVConfig, labels: np.ndarray, data_checksum: str) -> tuple[list
     return folds, tasks
 
 
-def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None) -> CVResult:
-    """Cross-validate every recipe on the same folds, resuming from OUT; write cv.json, figures and report.md."""
+def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None, overwrite: bool = False) -> CVResult:
+    """Cross-validate every recipe on the same folds, resuming from OUT; write cv.json, figures and report.md.
+
+    OUT must be empty, absent or this same cross-validation (fmnist.cv.store.prepare_out); `overwrite` replaces
+    a cross-validation made with other options."""
     progress = progress or CVProgress()
     images, labels = data.images, data.labels
     if config.limit:
@@ -87,6 +91,7 @@ def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None) -
     checksum = data.digest
     folds, tasks = plan(config, labels, checksum)
     out = Path(config.out)
+    prepare_out(out, tasks, overwrite)
     clean_temp_files(out)
 
     done: dict[tuple[str, str], FoldResult] = {}

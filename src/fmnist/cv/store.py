@@ -2,16 +2,24 @@
 atomically once the fold has finished, so an interrupted fold leaves nothing behind (at most a temporary file,
 which is ignored and cleaned). A rerun reads a fold back instead of retraining it when its file records the same
 recipe, data, limit, fold and training seed.
+
+An OUT that holds anything else is never mixed with this call's folds (`prepare_out`): a training run, files that
+are not a cross-validation, or a cross-validation made with other options (recipes, folds, seed, data, --limit,
+precision) is refused, the last one replaced whole with --overwrite.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Any
 
 from fmnist.cv.folds import Fold
-from fmnist.cv.results import FoldResult, FoldTask
+from fmnist.cv.results import FoldResult, FoldTask, json_roundtrip
+from fmnist.errors import UsageError
 from fmnist.paths import safe_name
+from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten
 
 CV_JSON = "cv.json"
 FOLDS_DIR = "folds"
@@ -50,3 +58,70 @@ def clean_temp_files(out: Path) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+# What each kind of fold mismatch (FoldResult.mismatch) says about the options that made it.
+_OPTIONS_OF = {
+    "a different fold": "other folds (--folds, --repeats)",
+    "different held-out images": "other folds (--folds, --seed, --stratified, --repeats or --limit)",
+    "different data": "other data (--dataset, --data-dir)",
+    "a different --limit": "another --limit",
+    "a different training seed": "another --seed",
+    "a different precision": "another --precision",
+}
+
+
+def prepare_out(out: Path, tasks: list[FoldTask], overwrite: bool = False) -> None:
+    """Check OUT before anything is written: empty or absent, or this very cross-validation (resumed); with
+    `overwrite`, a cross-validation made with other options is deleted whole. Anything else is a UsageError."""
+    out = Path(out)
+    check_directory_path(out, "the cross-validation")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if (out / CONFIG_FILE).is_file() or (out / METRICS_FILE).is_file():
+        raise UsageError(f"--out {out} holds a training run ({CONFIG_FILE}); name another directory for the cross-validation")
+    if not (out / CV_JSON).is_file() and not (out / FOLDS_DIR).is_dir():
+        raise UsageError(f"--out {out} holds files that are not a cross-validation; name a new or empty directory")
+    if overwrite:
+        shutil.rmtree(out)
+        return
+    problem = difference(out, tasks)
+    if problem:
+        raise UsageError(f"--out {out} holds a cross-validation made with {problem}; pass --overwrite to replace it, "
+                         "or name another --out")
+
+
+def difference(out: Path, tasks: list[FoldTask]) -> str | None:
+    """How the folds saved in OUT differ from this call's `tasks` (None when each one is a fold of this call)."""
+    out = Path(out)
+    for task in tasks:  # this call's own folds first, in its order
+        path = fold_path(out, task.recipe.name, task.fold)
+        try:
+            saved = FoldResult.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # none yet, or unreadable or incomplete: (re)trained, as read_finished says
+        reason = saved.mismatch(task)
+        where = path.relative_to(out)
+        if reason == "a different recipe":
+            return f"another recipe {task.recipe.name} ({_recipe_change(saved.recipe_config, task.recipe.to_dict())}; {where})"
+        if reason:
+            return f"{_OPTIONS_OF.get(reason, reason)} ({where})"
+    recipes = {safe_name(t.recipe.name) for t in tasks}
+    keys = {t.fold.key for t in tasks}
+    for path in sorted(out.glob(f"{FOLDS_DIR}/*/*.json")):  # then folds this call does not make
+        if path.name.startswith("."):
+            continue  # a temporary file an interrupted write left: cleaned, never read
+        where = path.relative_to(out)
+        if path.parent.name not in recipes:
+            return f"recipe {path.parent.name}, which this call does not name ({where})"
+        if path.stem not in keys:
+            return f"other folds (--folds, --repeats): fold {path.stem} is not one of this call's ({where})"
+    return None
+
+
+def _recipe_change(saved: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """`epochs 1 there, 2 now`: the first settings in which two recipe configs differ."""
+    a, b = flatten(saved or {}), flatten(json_roundtrip(wanted))
+    changed = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+    shown = ", ".join(f"{k} {a.get(k)!r} there, {b.get(k)!r} now" for k in changed[:3])
+    return shown + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")

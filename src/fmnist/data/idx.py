@@ -32,10 +32,11 @@ MAX_IDX_BYTES = 2 << 30
 class IdxError(DataError):
     """A file that is not a readable IDX file; `problem` says what is wrong with `path`."""
 
-    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+    def __init__(self, path: str | os.PathLike, problem: str, fix: str | None = None) -> None:
         self.path = Path(path)
         self.problem = problem
-        super().__init__(f"{self.path}: {problem}. Fix: replace it with an intact copy.")
+        self.fix = fix  # when the file is sound but cannot be used as it is (permissions); else: replace it
+        super().__init__(f"{self.path}: {problem}. Fix: {fix or 'replace it with an intact copy'}.")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,9 @@ def _read_file(path: str | os.PathLike) -> bytes:
         return Path(path).read_bytes()
     except FileNotFoundError:
         raise IdxError(path, "missing") from None
+    except PermissionError as e:
+        raise IdxError(path, f"cannot be read ({e.strerror or e})", f"make it readable (`chmod a+r {path}`) or run as "
+                                                                     "a user allowed to read it") from None
     except OSError as e:
         raise IdxError(path, f"cannot be read ({e.strerror or e})") from None
 

@@ -149,7 +149,7 @@ def _load_files(spec: DatasetSpec, location: Location, fnames: tuple[str, ...]) 
                 array = read_idx(path)
                 decoded = True
         except IdxError as e:
-            raise DataError(f"{e.path}: {e.problem}. Fix: {fix_for(spec, location)}.") from None
+            raise DataError(f"{e.path}: {e.problem}. Fix: {e.fix or fix_for(spec, location)}.") from None
         problem = spec.mismatch(fname, digest)
         if problem:
             raise DataError(f"{path}: {problem}. Fix: {fix_for(spec, location, mismatch=True)}.")
@@ -169,7 +169,9 @@ def _check_kind(fname: str, path: Path, array: np.ndarray, fix: str) -> None:
         )
     if is_images and array.shape[1:] != IMAGE_SHAPE:
         h, w = array.shape[1:]
-        raise DataError(f"{path}: wrong dimensions: its images are {h}x{w}, MNIST-format images are 28x28. Fix: {fix}.")
+        raise DataError(f"{path}: wrong dimensions: its images are {h}x{w}, MNIST-format images are 28x28. Fix: write "
+                        f"the images resized to 28x28, or save them as image files in DIR/<class>/ and load those with "
+                        f"--dataset folder --data-dir DIR, which resizes them; else {fix}.")
 
 
 def _split(spec: DatasetSpec, location: Location, files: dict[str, _File], split: str, classes: tuple[str, ...]) -> Split:

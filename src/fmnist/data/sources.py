@@ -37,14 +37,17 @@ def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool
         data_dir = os.environ[DATA_DIR_ENV]
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
+        if directory.exists() and not directory.is_dir():
+            raise DataError(f"data directory {directory} (--data-dir / {DATA_DIR_ENV}) is a file, not a directory. "
+                            f"{how_to_provide(spec)}")
         if not directory.is_dir():
             raise DataError(f"data directory {directory} (--data-dir / {DATA_DIR_ENV}) does not exist. {how_to_provide(spec)}")
         paths = find_files(directory)
         missing = [f for f in FILES if f not in paths]
         if missing:
             raise DataError(
-                f"{directory} (--data-dir / {DATA_DIR_ENV}) lacks {', '.join(missing)} (as NAME.gz or NAME); "
-                f"no other copy is used when a directory is given. {how_to_provide(spec)}"
+                f"{directory} (--data-dir / {DATA_DIR_ENV}) lacks {', '.join(missing)} (as NAME.gz or NAME)"
+                f"{_not_files(directory, missing)}; no other copy is used when a directory is given. {how_to_provide(spec)}"
             )
         return Location("data-dir", directory, paths)
     if spec.custom:
@@ -78,6 +81,15 @@ def find_files(directory: Path) -> dict[str, Path]:
                 found[fname] = candidate
                 break
     return found
+
+
+def _not_files(directory: Path, fnames: list[str]) -> str:
+    """", and NAME.gz is a directory, not a file" for each of `fnames` present in `directory` as something else."""
+    odd = [c.name for f in fnames for c in (directory / f"{f}.gz", directory / f) if c.exists() and not c.is_file()]
+    if not odd:
+        return ""
+    kinds = [f"{name} is {'a directory' if (directory / name).is_dir() else 'not a regular file'}" for name in odd]
+    return f", and {', '.join(kinds)}, not a file"
 
 
 def how_to_provide(spec: DatasetSpec) -> str:

@@ -48,8 +48,12 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
         raise TooLargeError(f"image file {name} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels, "
                         "a possible decompression bomb); downscale it first") from None
     except UnidentifiedImageError:
+        if _is_svg(source, name):
+            raise DataError(f"image file {name} is an SVG drawing, which is vector graphics, not pixels; convert it to "
+                            "PNG first (e.g. `rsvg-convert -o drawing.png drawing.svg`)") from None
         raise DataError(f"image file {name} is corrupt or not an image Pillow can read; pass a PNG, JPEG, BMP or WebP image") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct_error) as e:
+    # TypeError: Pillow's TIFF reader on a strip offset that is not a whole number (found by benchmarks.fuzz).
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, struct_error) as e:
         raise DataError(f"image file {name} is corrupt or truncated ({e}); re-export or re-download it") from None
     if img.width == 0 or img.height == 0:
         raise DataError(f"image file {name} has zero size ({img.width}x{img.height}); pass a non-empty image")
@@ -100,6 +104,22 @@ def _stretch_to_8bit(img: Image.Image) -> Image.Image:
     a -= lo
     a *= 255.0 / (hi - lo)
     return Image.fromarray(np.rint(a).clip(0, 255).astype(np.uint8))  # uint8 [H, W] -> mode L
+
+
+def _is_svg(source: ImageSource, name: str) -> bool:
+    """Whether an unreadable image is an SVG file: by its name, or by an <svg tag near its start."""
+    if name.lower().endswith((".svg", ".svgz")):
+        return True
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                head = f.read(4096)
+        else:
+            source.seek(0)
+            head = source.read(4096)
+    except (OSError, AttributeError, ValueError):
+        return False
+    return b"<svg" in head.lower()
 
 
 def _source_name(source: ImageSource) -> str:

@@ -5,7 +5,8 @@
     photo    fmnist.imaging.photo: find the article against its background, crop, negate a light background,
              longest edge to 28, sharpen, centre. Right for photos of an article.
     auto     (the default) `dataset` for an image that already looks like the dataset (28x28, or small, grayscale
-             and dark at the border), else `photo`. The result says which mode ran.
+             and dark at the border) or is too thin for `photo` (a line or a dot: fewer than 3 pixels across once
+             shrunk to 256 on its longest edge), else `photo`. The result says which mode ran.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image
 
 from fmnist.errors import DataError, UsageError
 from fmnist.imaging.decode import ImageSource, open_image, to_grayscale
-from fmnist.imaging.photo import PhotoSteps, photo_steps
+from fmnist.imaging.photo import PhotoSteps, photo_steps, too_thin
 
 SIZE = (28, 28)  # (width, height) of the model input, in pixels
 MODES = ("auto", "photo", "dataset")
@@ -72,7 +73,7 @@ def _dataset(img: Image.Image) -> Preprocessed:
 
 
 def _auto(img: Image.Image) -> Preprocessed:
-    return _dataset(img) if looks_like_dataset(img) else _photo(img)
+    return _dataset(img) if looks_like_dataset(img) or too_thin(img) else _photo(img)
 
 
 PREPROCESSORS: dict[str, Callable[[Image.Image], Preprocessed]] = {"auto": _auto, "photo": _photo, "dataset": _dataset}

@@ -34,6 +34,7 @@ from fmnist.errors import DataError
 
 FRAME = 28  # the model input is FRAME x FRAME pixels
 WORK_SIDE = 256  # longest edge of the working copy, in pixels
+MIN_SIDE = 3  # the working copy's shorter edge needs a border pixel on each side of an article pixel
 BORDER = 0.04  # the border strip (a fraction of the shorter side) that samples the background
 MIN_CONTRAST = 0.06  # the least colour distance (0..sqrt(3)) that can separate an article from its background
 # The hysteresis' low threshold as a fraction of the high one. Chosen on 400 held-out training images (photo-like:
@@ -196,8 +197,18 @@ def fit_to_frame(crop: np.ndarray, frame: int = FRAME) -> np.ndarray:
     return out
 
 
+def too_thin(img: Image.Image, side: int = WORK_SIDE) -> bool:
+    """Whether the working copy of `img` would be under MIN_SIDE pixels across (a line, a dot): too thin for the
+    background, sampled on its border, to be told from an article inside it."""
+    scale = min(1.0, side / max(img.size))
+    return max(1, round(min(img.size) * scale)) < MIN_SIDE
+
+
 def photo_steps(img: Image.Image) -> PhotoSteps:
     """Run every step on a decoded photo (EXIF orientation already applied by fmnist.imaging.decode)."""
+    if too_thin(img):
+        raise DataError(f"a {img.width}x{img.height} image is too thin to find an article in; crop it around the "
+                        "article, or use the dataset preprocessing (--preprocess dataset), which stretches it to 28x28")
     rgb = working_array(flatten_alpha(img))
     background = estimate_background(rgb)
     mask = foreground_mask(rgb, background)
