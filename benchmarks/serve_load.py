@@ -30,7 +30,7 @@ from benchmarks import kit
 from benchmarks.http_load import Request, Server, bomb_png, multipart, post, run_load
 from benchmarks.photo_synth import photo
 from fmnist.checkpoint import ModelMeta, resolve_model_path, save_model
-from fmnist.data import load_split
+from fmnist.data import DEFAULT_DATASET, get_spec, load_split
 from fmnist.export import load_predictor
 from fmnist.imaging import encode_image
 from fmnist.inference import Predictor
@@ -38,7 +38,6 @@ from fmnist.models import build_model
 from fmnist.recipes import get_recipe
 
 BATCHES = [1, 64, 1024]
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def model_file(args) -> Path:
@@ -52,7 +51,7 @@ def model_file(args) -> Path:
         recipe = get_recipe("fast")
         torch.manual_seed(0)
         model = build_model(recipe.model, in_channels=1, num_classes=10, **recipe.model_args).eval()
-        save_model(path, model, ModelMeta.for_recipe(recipe, CLASSES, dataset="fashion-mnist"))
+        save_model(path, model, ModelMeta.for_recipe(recipe, list(get_spec(DEFAULT_DATASET).classes), dataset="fashion-mnist"))
     return path
 
 
