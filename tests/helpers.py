@@ -5,6 +5,7 @@ Not a test module: test modules import from here, never from each other.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,20 @@ def tiny_data(n: int = 200, seed: int = 0) -> CVData:
 
 def tiny_recipes(epochs: int = 1):
     return (get_recipe("mlp").replace(epochs=epochs), get_recipe("baseline").replace(epochs=epochs))
+
+
+# A small `fast` net, and the same with every airbench method the engine has switched on.
+SMALL_RESNET = {"stem": 8, "widths": [8, 16], "blocks": [0, 1]}
+AIRBENCH_RESNET = {**SMALL_RESNET, "whiten": 3, "dirac": True, "bn_weight": False, "bn_momentum": 0.4, "logit_scale": 0.5}
+
+
+def airbench_recipe(epochs: int = 2):
+    """`fast`, small, with whitening, dirac init, frozen BN weights, fast BN momentum, BN biases at 16x the
+    learning rate, lookahead, alternating flips and shift TTA."""
+    fast = get_recipe("fast")
+    return fast.replace(epochs=epochs, batch_size=32, model_args=AIRBENCH_RESNET, lookahead=0.77, tta_shift=1,
+                        optimizer=dataclasses.replace(fast.optimizer, norm_bias_lr=16),
+                        augment=dataclasses.replace(fast.augment, alternate_flip=True))
 
 
 def config(out: Path, **kw) -> CVConfig:

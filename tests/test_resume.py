@@ -9,7 +9,7 @@ from fmnist.config import TrainOptions
 from fmnist.errors import DataError
 from fmnist.recipes import get_recipe
 from fmnist.train.loop import Callbacks, TrainData, TrainingInterrupted, fit
-from tests.helpers import make_split
+from tests.helpers import airbench_recipe, make_split
 
 
 class StopAt(Callbacks):
@@ -29,10 +29,12 @@ def data():
 
 
 # minivgg: Dropout (the global generator), BatchNorm buffers, SGD momentum with a decaying lr; fast: augmentation
-# (its own generator), Nesterov, one-cycle, label smoothing, flip TTA in validation; seed004 with Adam's moments.
-@pytest.mark.parametrize("name, stop_after", [("minivgg", 6), ("minivgg", 4), ("fast", 5), ("seed004", 7)])
+# (its own generator), Nesterov, one-cycle, label smoothing, flip TTA in validation; seed004 with Adam's moments;
+# airbench: lookahead's average, alternating flips, a fitted whitening layer, two learning-rate groups.
+@pytest.mark.parametrize("name, stop_after", [("minivgg", 6), ("minivgg", 4), ("fast", 5), ("seed004", 7),
+                                              ("airbench", 5)])
 def test_interrupt_and_resume_give_the_uninterrupted_weights(tmp_path, name, stop_after):
-    recipe = get_recipe(name).replace(epochs=3, batch_size=32)
+    recipe = airbench_recipe(epochs=3) if name == "airbench" else get_recipe(name).replace(epochs=3, batch_size=32)
     if name == "fast":
         recipe = recipe.replace(model_args={"stem": 8, "widths": [8, 16], "blocks": [0, 1]})
     options = TrainOptions(seed=5, device="cpu")

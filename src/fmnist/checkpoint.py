@@ -37,6 +37,7 @@ from fmnist.config import Recipe
 from fmnist.errors import DataError, UsageError
 from fmnist.fileio import atomic_write
 from fmnist.models import build_model, list_models
+from fmnist.models.bounds import MAX_CLASSES, arg_problems
 from fmnist.runtime import resolve_device
 
 FORMAT = "fmnist-model"
@@ -45,22 +46,7 @@ _HEADER_KEYS = ("format", "format_version", "digest")  # the header's own keys, 
 MODEL_FILENAME = "model.safetensors"  # the model file inside a run directory
 # A model file's header is a few kB to a few hundred (one entry per tensor); safetensors would parse 100 MB of JSON.
 MAX_HEADER_BYTES = 16 * 2**20
-MAX_CLASSES = 10_000
 
-# The arguments each architecture takes, with bounds, checked before anything is built: (low, high) for an int,
-# (low, high, most items) for a list of ints, or the allowed strings. Generous for real models, they cap what even
-# the meta-device build costs (modules, not memory).
-_SIZE = (1, 1024)
-_COMMON_ARGS: dict[str, tuple] = {"in_channels": (1, 1), "num_classes": (1, MAX_CLASSES), "image_size": (28, 28)}
-MODEL_ARG_BOUNDS: dict[str, dict[str, tuple]] = {
-    "mlp": {"hidden": (1, 8192)},
-    "baseline": {"filters": _SIZE, "padding": ("valid", "same")},
-    "seed003": {}, "seed004": {}, "minivgg": {},
-    "resnet": {"stem": _SIZE, "widths": (*_SIZE, 8), "blocks": (0, 16, 8)},
-}
-# The other arguments of an architecture without bounds above (a plugin's, a test's): a bool, a short string, or
-# ints in this range, alone or in a short list.
-_OTHER_INTS = (0, 65_536, 16)
 _DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64", torch.bool: "BOOL",
                 torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8"}
 
@@ -89,6 +75,8 @@ class ModelMeta:
     # Average the logits of the image and its left-right mirror. None (files written before this field): read
     # from the recipe, as those files did.
     tta_flip: bool | None = None
+    # Also average over the image moved by this many pixels (fmnist.inference.logits); None: from the recipe.
+    tta_shift: int | None = None
     # The top probability below which a prediction is flagged "not confident" (chosen on held-out data at
     # training; None: fmnist.inference.DEFAULT_CONFIDENCE).
     confidence_threshold: float | None = None
@@ -111,13 +99,17 @@ class ModelMeta:
         object.__setattr__(self, "std", float(self.std))
         if self.tta_flip is None:
             object.__setattr__(self, "tta_flip", bool((self.recipe or {}).get("tta_flip", False)) if isinstance(self.recipe, dict) else False)
+        if self.tta_shift is None:
+            shift = self.recipe.get("tta_shift", 0) if isinstance(self.recipe, dict) else 0
+            object.__setattr__(self, "tta_shift", shift)
 
     @classmethod
     def for_recipe(cls, recipe: Recipe, classes: list[str], **fields: Any) -> "ModelMeta":
         """Meta for a model trained with `recipe` on a dataset with `classes`; `fields` sets the rest (metrics, ...)."""
         model_args = {"in_channels": 1, "num_classes": len(classes), **recipe.model_args}
         return cls(model=recipe.model, model_args=model_args, classes=list(classes), mean=recipe.mean,
-                   std=recipe.std, tta_flip=recipe.tta_flip, recipe=recipe.to_dict(), **fields)
+                   std=recipe.std, tta_flip=recipe.tta_flip, tta_shift=recipe.tta_shift, recipe=recipe.to_dict(),
+                   **fields)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -312,7 +304,7 @@ def _check_meta(meta: ModelMeta, where: str, error: type[Exception]) -> None:
     if not isinstance(meta.model_args, dict):
         problems.append("model_args must be a dict")
     elif isinstance(meta.model, str):
-        problems += _arg_problems(meta.model, args)
+        problems += arg_problems(meta.model, args)
     if not (isinstance(meta.classes, list) and 0 < len(meta.classes) <= MAX_CLASSES and all(isinstance(c, str) for c in meta.classes)):
         problems.append(f"classes must be a list of 1 to {MAX_CLASSES} names")
     elif args.get("num_classes", len(meta.classes)) != len(meta.classes):
@@ -323,6 +315,8 @@ def _check_meta(meta: ModelMeta, where: str, error: type[Exception]) -> None:
         problems.append(f"model_args in_channels={reprlib.repr(args['in_channels'])} but the input has 1 channel")
     if not isinstance(meta.tta_flip, bool):
         problems.append("tta_flip must be true or false")
+    if not (isinstance(meta.tta_shift, int) and not isinstance(meta.tta_shift, bool) and 0 <= meta.tta_shift <= 4):
+        problems.append(f"tta_shift must be a whole number of pixels in 0..4, got {reprlib.repr(meta.tta_shift)}")
     if meta.confidence_threshold is not None and not (isinstance(meta.confidence_threshold, (int, float))
                                                       and 0 <= meta.confidence_threshold <= 1):
         problems.append("confidence_threshold must be a probability or null")
@@ -337,33 +331,6 @@ def _check_meta(meta: ModelMeta, where: str, error: type[Exception]) -> None:
     if problems:
         message = f"model file {where}: invalid metadata: {'; '.join(problems)}"
         raise error(message + ("; the file is damaged" if error is DataError else ""))
-
-
-def _arg_problems(model: str, args: dict[str, Any]) -> list[str]:
-    """What is wrong with `args` for architecture `model`: arguments it does not take, values out of bounds."""
-    known = MODEL_ARG_BOUNDS.get(model)
-    bounds, problems = _COMMON_ARGS | (known or {}), []
-    for name, value in args.items():
-        b = bounds.get(name)
-        if b is None and known is not None:
-            problems.append(f"{model!r} takes no argument {reprlib.repr(name)}")
-        elif b is None:  # a plugin's own argument (one it does not take fails its build)
-            if not (isinstance(value, (bool, str)) and len(str(value)) <= 64 or _within(value, _OTHER_INTS)
-                    or _within(value, _OTHER_INTS[:2])):
-                problems.append(f"model_args {name}={reprlib.repr(value)} is not a bool, short string or small int")
-        elif not _within(value, b):
-            allowed = "|".join(b) if isinstance(b[0], str) else f"{b[0]}..{b[1]}" + (f", {b[2]} at most" if len(b) > 2 else "")
-            problems.append(f"model_args {name}={reprlib.repr(value)} is out of bounds (allowed: {allowed})")
-    return problems
-
-
-def _within(value: Any, bound: tuple) -> bool:
-    """Whether `value` is one of the strings `bound`, an int in bound[0]..bound[1], or a list of at most bound[2] such ints."""
-    if isinstance(bound[0], str):
-        return isinstance(value, str) and value in bound
-    if len(bound) == 3:
-        return isinstance(value, list) and len(value) <= bound[2] and all(_within(v, bound[:2]) for v in value)
-    return type(value) is int and bound[0] <= value <= bound[1]  # type, not isinstance: true is not a size
 
 
 def _meta_fields(meta: ModelMeta) -> dict[str, str]:

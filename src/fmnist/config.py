@@ -52,6 +52,9 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-7
+    # Learning-rate multiplier of the BatchNorm biases, whose weight decay is divided by it (the decay per step,
+    # lr * weight_decay, stays the same): airbench trains them at 64x the rate.
+    norm_bias_lr: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -64,6 +67,8 @@ class OptimizerConfig:
             f"betas must be two numbers in [0, 1), got {self.betas!r}":
                 len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas),
             f"eps must be a finite number > 0, got {self.eps!r}": _finite(self.eps) and self.eps > 0,
+            f"norm_bias_lr must be a finite number > 0, got {self.norm_bias_lr!r}":
+                _finite(self.norm_bias_lr) and self.norm_bias_lr > 0,
         }))
 
 
@@ -98,9 +103,13 @@ class AugmentConfig:
     crop_padding: int = 0  # pixels of zero padding for a random crop back to 28x28
     flip: bool = False  # random horizontal flip, p = 0.5
     erase: float = 0.0  # probability of random erasing per image
+    # Alternating (derandomized) flips, after airbench: each image gets one random flip decision for the first
+    # epoch and the opposite one every other epoch, so it is seen both ways in every two epochs.
+    alternate_flip: bool = False
 
     def __post_init__(self) -> None:
         _raise("augmentation", _problems({
+            "alternate_flip needs flip": self.flip or not self.alternate_flip,
             f"crop_padding must be an integer in 0..14, got {self.crop_padding!r}":
                 isinstance(self.crop_padding, int) and 0 <= self.crop_padding <= 14,
             f"erase must be a probability in [0, 1], got {self.erase!r}": _finite(self.erase) and 0 <= self.erase <= 1,
@@ -132,6 +141,12 @@ class Recipe:
     ema_decay: float = 0.0  # per-step decay of the weight EMA; 0 disables it
     drop_last: bool = False  # drop the last partial batch (Keras keeps it; fixed shapes suit torch.compile)
     tta_flip: bool = False  # average logits over the image and its mirror at evaluation
+    # Per-epoch validation only: also average over the image shifted by this many pixels up-left and down-right
+    # (weights 1/2 for the unshifted views, 1/4 for each shift), airbench's multi-crop test-time augmentation.
+    tta_shift: int = 0
+    # airbench's lookahead: every 5 steps the weights move to an average of themselves kept with this decay,
+    # ramped up as (progress)^3; at the end the model is the average. 0 disables it.
+    lookahead: float = 0.0
     # Numerics of the forward/backward pass: "fp32", "bf16" (autocast; weights, optimizer and the logits
     # layer stay fp32, see fmnist.models.layers.Classifier) or "auto" (bf16 where the hardware runs it
     # natively). Chosen per recipe from measurements (docs/results.md): bf16 halves a `baseline` step on
@@ -162,6 +177,9 @@ class Recipe:
             f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}":
                 _finite(self.label_smoothing) and 0 <= self.label_smoothing < 1,
             f"ema_decay must be in [0, 1), got {self.ema_decay!r}": _finite(self.ema_decay) and 0 <= self.ema_decay < 1,
+            f"tta_shift must be a whole number in 0..4, got {self.tta_shift!r}":
+                _whole(self.tta_shift) and 0 <= self.tta_shift <= 4,
+            f"lookahead must be in [0, 1), got {self.lookahead!r}": _finite(self.lookahead) and 0 <= self.lookahead < 1,
             f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}": self.precision in PRECISIONS,
             f"mean must be a finite number, got {self.mean!r}": _finite(self.mean),
             f"std must be a finite number > 0, got {self.std!r}": _finite(self.std) and self.std > 0,

@@ -66,19 +66,32 @@ def confidence_threshold(probabilities: np.ndarray, quantile: float = CONFIDENCE
     return float(np.quantile(probabilities.max(axis=1), quantile))
 
 
-def logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, amp: torch.dtype | None = None) -> torch.Tensor:
+def logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, amp: torch.dtype | None = None,
+           shift: int = 0) -> torch.Tensor:
     """Logits float32 [N, K] of an eval-mode `model` for normalized input x [N, C, H, W]; with `tta_flip`, the mean
-    over the image and its left-right mirror. `amp` is an autocast dtype (None: fp32)."""
+    over the image and its left-right mirror. `amp` is an autocast dtype (None: fp32). With `shift` (pixels),
+    also the image moved by `shift` up-left and down-right (edges replicated): weight 1/2 for the unmoved
+    views, 1/4 for each moved one (airbench's multi-crop test-time augmentation)."""
     with autocast(x.device, amp):
-        out = model(x).float()
-        if tta_flip:
-            out = (out + model(torch.flip(x, dims=[-1])).float()) / 2
+        out = _views(model, x, tta_flip)
+        if shift:
+            h, w = x.shape[-2:]
+            padded = F.pad(x, (shift,) * 4, mode="replicate")
+            moved = [padded[..., : h, : w], padded[..., 2 * shift :, 2 * shift :]]
+            out = 0.5 * out + 0.25 * sum(_views(model, m.contiguous(), tta_flip) for m in moved)
+    return out
+
+
+def _views(model: nn.Module, x: torch.Tensor, tta_flip: bool) -> torch.Tensor:
+    out = model(x).float()
+    if tta_flip:
+        out = (out + model(torch.flip(x, dims=[-1])).float()) / 2
     return out
 
 
 @torch.inference_mode()
 def batched_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, tta_flip: bool = False,
-                   amp: torch.dtype | None = None) -> torch.Tensor:
+                   amp: torch.dtype | None = None, shift: int = 0) -> torch.Tensor:
     """Logits float32 [N, K], on x's device, of `model` for normalized input x [N, C, H, W], `batch_size` at a time.
 
     The model runs in eval mode (dropout off, BatchNorm on its running statistics); its mode is restored after.
@@ -86,7 +99,8 @@ def batched_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, tt
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([logits(model, x[i : i + batch_size], tta_flip, amp) for i in range(0, len(x), batch_size)])
+        return torch.cat([logits(model, x[i : i + batch_size], tta_flip, amp, shift)
+                          for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
 
@@ -109,6 +123,7 @@ class BasePredictor:
         self.meta = meta
         self.classes = list(meta.classes)
         self.tta_flip = meta.tta_flip
+        self.tta_shift = meta.tta_shift
         self.threshold = meta.confidence_threshold if meta.confidence_threshold is not None else DEFAULT_CONFIDENCE
 
     def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -191,7 +206,7 @@ class Predictor(BasePredictor):
         if len(images) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         x = normalize(torch.from_numpy(images).to(self.device), self.meta.mean, self.meta.std)
-        return batched_logits(self.model, x, batch_size, self.tta_flip, self.amp).cpu().numpy()
+        return batched_logits(self.model, x, batch_size, self.tta_flip, self.amp, self.tta_shift).cpu().numpy()
 
 
 def evaluate(predictor: BasePredictor, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict[str, Any]:

@@ -47,13 +47,14 @@ class ExportGraph(nn.Module):
         check_input_type(input_type)
         self.model = model.eval()
         self.mean, self.std, self.tta_flip, self.input_type = meta.mean, meta.std, bool(meta.tta_flip), input_type
+        self.tta_shift = int(meta.tta_shift or 0)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.input_type == "uint8":
             x = normalize(images, self.mean, self.std)
         else:  # float pixels already divided by 255
             x = ((images.to(torch.float32) - self.mean) / self.std).unsqueeze(1)
-        out = logits(self.model, x, self.tta_flip)
+        out = logits(self.model, x, self.tta_flip, shift=self.tta_shift)
         return torch.softmax(out, dim=1), out
 
 

@@ -4,6 +4,13 @@ Layout (after airbench's CIFAR-10 nets, scaled to 28x28 grayscale): a 3x3 stem, 
 each `conv3x3 -> maxpool 2 -> BN -> ReLU` followed by `blocks` residual blocks (conv-BN-ReLU-conv-BN + skip),
 then global max+mean pooling and a linear classifier. Spatial sizes for 28x28 input: 28 -> 14 -> 7 -> 3.
 Pooling right after the widening conv keeps most multiply-accumulates at the lower resolution.
+
+airbench's methods, each off by default (the defaults build the same modules and state-dict keys as before):
+`whiten=k` replaces the stem with a frozen k x k patch-whitening conv (fmnist.models.whiten; its 2*k*k
+outputs take the place of `stem`, which is then unused); `dirac=True` starts every conv as the identity on its
+first in_channels filters; `bn_weight=False` freezes every BatchNorm weight at 1 (only the biases train);
+`bn_momentum` is PyTorch's BatchNorm momentum (the weight of the newest batch in the running statistics);
+`logit_scale` multiplies the logits.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import torch
 from torch import nn
 
 from fmnist.models.layers import Classifier
+from fmnist.models.whiten import PatchWhitening
 
 
 def conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
@@ -56,12 +64,25 @@ class ResNet(nn.Module):
         widths: tuple[int, ...] | list[int] = (64, 128, 256),
         blocks: tuple[int, ...] | list[int] = (1, 1, 1),
         image_size: int = 28,
+        whiten: int = 0,
+        dirac: bool = False,
+        bn_weight: bool = True,
+        bn_momentum: float = 0.1,
+        logit_scale: float = 1.0,
     ) -> None:
         super().__init__()
         widths, blocks = tuple(widths), tuple(blocks)
         if len(blocks) != len(widths):
             raise ValueError("widths and blocks must have the same length")
-        self.stem = nn.Sequential(*conv_bn(in_channels, stem), nn.ReLU(inplace=True))
+        if not (isinstance(whiten, int) and 0 <= whiten <= 7):
+            raise ValueError(f"whiten must be a patch size 1..7, or 0 for none; got {whiten!r}")
+        self.logit_scale = float(logit_scale)
+        if whiten:
+            white = PatchWhitening(in_channels, whiten)
+            self.stem = nn.Sequential(white, nn.ReLU(inplace=True))
+            stem = white.out_channels
+        else:
+            self.stem = nn.Sequential(*conv_bn(in_channels, stem), nn.ReLU(inplace=True))
         stages, prev = [], stem
         for w, b in zip(widths, blocks):
             stages.append(Stage(prev, w, b))
@@ -70,17 +91,40 @@ class ResNet(nn.Module):
         # Max and mean pooling concatenated: max finds a part anywhere, mean weighs the whole garment.
         self.head = Classifier(2 * prev, num_classes)
         for m in self.modules():
+            if isinstance(m, PatchWhitening):
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if dirac:
+                    dirac_(m.weight)
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+                m.momentum = bn_momentum
+                m.weight.requires_grad_(bn_weight)
         # Zero-init the last BN of each residual body: every block starts as the identity (Goyal et al. 2017).
-        for m in self.modules():
-            if isinstance(m, ResidualBlock):
-                nn.init.zeros_(m.body[-1].weight)
+        # With frozen BN weights (kept at 1) the block keeps its random start instead.
+        if bn_weight:
+            for m in self.modules():
+                if isinstance(m, ResidualBlock):
+                    nn.init.zeros_(m.body[-1].weight)
+
+    def fit_whitening(self, x: torch.Tensor) -> None:
+        """Fit the patch-whitening stem (if any) to normalized training images x [N, C, H, W]."""
+        if isinstance(self.stem[0], PatchWhitening):
+            self.stem[0].fit(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
         pooled = torch.cat([x.amax(dim=(2, 3)), x.mean(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        out = self.head(pooled)
+        return out * self.logit_scale if self.logit_scale != 1.0 else out
+
+
+@torch.no_grad()
+def dirac_(weight: torch.Tensor) -> torch.Tensor:
+    """Set a conv's first min(out, in) filters to the identity on the matching input channel (the rest keep
+    their values), as airbench starts its convolutions: at first each layer passes its input through."""
+    n = min(weight.shape[0], weight.shape[1])
+    nn.init.dirac_(weight[:n, :n])
+    return weight

@@ -1,14 +1,17 @@
 """A recipe with settings changed by name: `key=value` or `group.key=value` (the sweep's parameters, `fmnist train
---set`, benchmarks.tune). Short names stand for the settings people tune most (`lr` is `optimizer.lr`)."""
+--set`, benchmarks.tune). Short names stand for the settings people tune most (`lr` is `optimizer.lr`);
+`model_args.NAME` sets one argument of the recipe's architecture and keeps the others."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from typing import Any
 
 from fmnist.config import Recipe
 from fmnist.errors import UsageError
+from fmnist.models import MODELS
 
 ALIASES = {"lr": "optimizer.lr", "momentum": "optimizer.momentum", "weight_decay": "optimizer.weight_decay",
            "nesterov": "optimizer.nesterov", "optimizer": "optimizer.name", "warmup": "schedule.warmup",
@@ -26,7 +29,10 @@ def canonical(key: str) -> str:
         return key
     if group in GROUPS and field in {f.name for f in dataclasses.fields(_group_type(group))}:
         return key
+    if group == "model_args" and field.isidentifier():
+        return key  # checked against the architecture's arguments in `override`
     known = sorted(fields - set(GROUPS)) + [f"{g}.{f.name}" for g in GROUPS for f in dataclasses.fields(_group_type(g))]
+    known.append("model_args.NAME")
     raise UsageError(f"unknown recipe setting {key!r}; settings: {', '.join(sorted(ALIASES))} or any of "
                      f"{', '.join(known)}")
 
@@ -48,6 +54,8 @@ def override(recipe: Recipe, key: str, value: Any) -> Recipe:
     """`recipe` with one setting changed (validated by the recipe's own checks)."""
     key = canonical(key)
     group, _, field = key.rpartition(".")
+    if group == "model_args":
+        return dataclasses.replace(recipe, model_args={**recipe.model_args, field: _model_arg(recipe.model, field, value)})
     try:
         if group:
             return dataclasses.replace(recipe, **{group: dataclasses.replace(getattr(recipe, group), **{field: value})})
@@ -62,6 +70,20 @@ def apply_assignment(recipe: Recipe, assignment: str) -> Recipe:
     if not sep or not key:
         raise UsageError(f"a setting is KEY=VALUE (e.g. lr=0.2 or augment.erase=0.25), got {assignment!r}")
     return override(recipe, key.strip(), parse_value(raw))
+
+
+def _model_arg(model: str, name: str, value: Any) -> Any:
+    """`value`, once `name` is known to be an argument of architecture `model` (else a UsageError naming them)."""
+    factory = MODELS.get(model)
+    if factory is None:
+        return value  # an unknown architecture is reported when it is built
+    params = inspect.signature(factory).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return value
+    names = sorted(n for n in params if n not in ("in_channels", "num_classes"))
+    if name not in names:
+        raise UsageError(f"model {model!r} has no argument {name!r}; its arguments: {', '.join(names)}")
+    return value
 
 
 _DEFAULT = Recipe(name="defaults", description="", model="mlp")

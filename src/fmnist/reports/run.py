@@ -74,12 +74,15 @@ def _recipe_table(run: RunRecord) -> list[str]:
             optimizer += f", {label} {value:g}"
     if opt.nesterov:
         optimizer += ", Nesterov"
+    if opt.norm_bias_lr != 1:
+        optimizer += f", BatchNorm biases at {opt.norm_bias_lr:g}x the lr"
     sched = recipe.schedule
     params = ", ".join(f"{k} {getattr(sched, k):g}" for k in ("decay", "warmup", "final") if getattr(sched, k))
     aug = recipe.augment
     augment = ", ".join(
         part for part, on in ((f"random crop (padding {aug.crop_padding})", aug.crop_padding),
-                              ("horizontal flip", aug.flip), (f"random erasing (p {aug.erase})", aug.erase))
+                              ("alternating horizontal flip" if aug.alternate_flip else "horizontal flip", aug.flip),
+                              (f"random erasing (p {aug.erase})", aug.erase))
         if on
     )
     rows = [
@@ -92,7 +95,10 @@ def _recipe_table(run: RunRecord) -> list[str]:
         ("augmentation", augment or "none"),
         ("label smoothing", f"{recipe.label_smoothing:g}"),
         ("weight EMA", f"decay {recipe.ema_decay:g}" if recipe.ema_decay else "none"),
-        ("test-time flip", "yes" if recipe.tta_flip else "no"),
+        ("weight lookahead", f"decay {recipe.lookahead:g} every 5 steps" if recipe.lookahead else "none"),
+        ("test-time augmentation", ", ".join(part for part, on in (("flip", recipe.tta_flip),
+                                                                    (f"{recipe.tta_shift}-pixel shifts", recipe.tta_shift))
+                                             if on) or "none"),
         ("input normalization", f"(pixel / 255 - {recipe.mean:g}) / {recipe.std:g}"),
     ]
     return table(["setting", "value"], rows)

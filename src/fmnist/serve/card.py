@@ -47,7 +47,7 @@ def build_card(predictor: BasePredictor, model: str, run_metrics: dict[str, Any]
         "model": model, "architecture": meta.model, "recipe": recipe.get("name"),
         "description": recipe.get("description"), "classes": list(meta.classes),
         "test_accuracy": metrics.get("test_accuracy"), "dataset": meta.dataset,
-        "input_size": list(meta.input_size), "tta_flip": meta.tta_flip, "confidence_threshold": predictor.threshold,
+        "input_size": list(meta.input_size), "tta_flip": meta.tta_flip, "tta_shift": meta.tta_shift, "confidence_threshold": predictor.threshold,
         "backend": predictor.backend, "trained_with": meta.version, "version": __version__, "created": meta.created,
     }
     card: dict[str, Any] = {"accuracy": metrics.get("test_accuracy"), "classes": list(meta.classes),

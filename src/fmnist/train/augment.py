@@ -38,8 +38,23 @@ def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator, value: floa
 
 def random_flip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability p."""
-    flip = (_uniform(len(x), gen, x.device) < p)[:, None, None, None]
-    return torch.where(flip, x.flip(3), x)
+    return flip_where(x, _uniform(len(x), gen, x.device) < p)
+
+
+def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry of the bool mask [N] is True."""
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def flip_plan(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """One random flip decision per training image (bool [n], p = 0.5): the first epoch of alternating flips."""
+    return _uniform(n, gen, device) < 0.5
+
+
+def alternating_flips(plan: torch.Tensor, idx: torch.Tensor, epoch: int) -> torch.Tensor:
+    """The flip mask of the images at `idx` in 0-based `epoch`: the plan in even epochs, its complement in odd."""
+    mask = plan.index_select(0, idx)
+    return ~mask if epoch % 2 else mask
 
 
 def random_erase(
@@ -70,13 +85,15 @@ def random_erase(
     return x.masked_fill(mask, value)
 
 
-def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, background: float = 0.0) -> torch.Tensor:
-    """Apply the recipe's augmentations in the usual order: crop, flip, erase."""
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, background: float = 0.0,
+                  flips: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply the recipe's augmentations in the usual order: crop, flip, erase. `flips` (bool [N]) decides the
+    flips when given (alternating flips); else they are drawn from `gen`."""
     # `background` is the normalized value of a black pixel: padding and erased patches look like background.
     if cfg.crop_padding:
         x = random_crop(x, cfg.crop_padding, gen, value=background)
     if cfg.flip:
-        x = random_flip(x, gen)
+        x = random_flip(x, gen) if flips is None else flip_where(x, flips)
     if cfg.erase:
         x = random_erase(x, gen, p=cfg.erase, value=background)
     return x

@@ -29,6 +29,31 @@ class WeightEMA:
             avg.copy_(tmp)
 
 
+class Lookahead:
+    """airbench's lookahead: `update(decay)` moves an average toward the weights and then sets the weights to it.
+
+    It covers parameters and floating buffers (BatchNorm statistics), so the model's statistics keep matching
+    its weights. With decay 0 it is a no-op on the model; the training loop ramps the decay up over training
+    (see `lookahead_decay`) and ends with `update(1.0)`, which leaves the model at the average.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.tensors = _state(model)
+        self.shadow = [t.detach().clone() for t in self.tensors]
+
+    @torch.no_grad()
+    def update(self, decay: float) -> None:
+        """shadow = decay * shadow + (1 - decay) * weights; weights = shadow."""
+        live = [t.detach() for t in self.tensors]
+        torch._foreach_lerp_(self.shadow, live, 1.0 - decay)
+        torch._foreach_copy_(live, self.shadow)
+
+
+def lookahead_decay(peak: float, step: int, total_steps: int) -> float:
+    """The decay at optimizer step `step` of `total_steps`: peak * (step / total_steps)^3, as airbench ramps it."""
+    return peak * (min(step, total_steps) / max(1, total_steps)) ** 3
+
+
 def _state(model: nn.Module) -> list[torch.Tensor]:
     # Parameters and floating-point buffers (BN running mean/var); integer buffers (batch counts) are skipped.
     params = list(model.parameters())

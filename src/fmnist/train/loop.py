@@ -26,14 +26,16 @@ from fmnist.inference import batched_logits, loss_and_accuracy
 from fmnist.models import build_model
 from fmnist.ops import conv_pool_relu as fused
 from fmnist.runtime import autocast, resolve_device, resolve_precision
-from fmnist.train.augment import augment_batch
-from fmnist.train.ema import WeightEMA, recalibrate_batchnorm
-from fmnist.train.optim import make_optimizer
+from fmnist.train.augment import alternating_flips, augment_batch, flip_plan
+from fmnist.train.ema import Lookahead, WeightEMA, lookahead_decay, recalibrate_batchnorm
+from fmnist.train.optim import make_optimizer, param_groups
 from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
 from fmnist.train.schedules import learning_rate
 
 EMA_EVERY = 5  # steps between EMA updates (decay**5 each time): the average costs 1/5 as much
 EMA_CALIBRATION = 10_000  # training images that set the averaged weights' BatchNorm statistics
+LOOKAHEAD_EVERY = 5  # steps between lookahead updates (airbench's)
+WHITENING_IMAGES = 5_000  # training images whose patches set a patch-whitening stem
 
 Arrays = tuple[np.ndarray, np.ndarray]  # uint8 images [N, 28, 28], int64 labels [N]
 
@@ -160,6 +162,7 @@ class Loop:
     optimizer: torch.optim.Optimizer
     params: list[torch.Tensor]
     ema: WeightEMA | None
+    lookahead: Lookahead | None
     amp: torch.dtype | None  # autocast dtype of forward/backward; None is fp32
     mixed: object  # one autocast context, entered every step (building it costs more than entering it)
     x: torch.Tensor  # normalized training images [N, 1, 28, 28] on the device
@@ -167,9 +170,11 @@ class Loop:
     shuffle: torch.Generator  # the epoch permutations (CPU)
     augment: torch.Generator  # the augmentations (on the device)
     background: float  # a black pixel, normalized: what crops pad with and erasing fills in
+    flips: torch.Tensor | None  # alternating flips: each image's flip in even epochs (bool [N]); else None
     steps_per_epoch: int
     total_steps: int
     step: int = 0
+    lr: float = float("nan")  # the schedule's learning rate last set (each group gets it times its lr_scale)
 
     @property
     def device(self) -> torch.device:
@@ -196,6 +201,9 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
     n, bs = len(x), recipe.batch_size
     if n == 0:
         raise ValueError("no training images")
+    if init is None and hasattr(model, "fit_whitening"):
+        sample = torch.randperm(n, generator=torch.Generator().manual_seed(options.seed))[:WHITENING_IMAGES]
+        model.fit_whitening(x[sample.to(device)])
     if bs == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise UsageError(f"recipe {recipe.name!r} has BatchNorm layers, which need at least 2 images per batch; "
                          "use --batch-size 2 or more")
@@ -204,14 +212,16 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
         # A last batch of one image would fail in BatchNorm's training mode (one value per channel has no
         # variance): it joins the batch before it instead (train_epoch's last slice runs to the end).
         steps_per_epoch -= 1
-    params = list(model.parameters())
+    groups = param_groups(model, recipe.optimizer)
+    params = [p for g in groups for p in g["params"]]
     return Loop(
         recipe=recipe,
         model=model,
         forward=torch.compile(model) if options.compile else model,
-        optimizer=make_optimizer(recipe.optimizer, params, recipe.optimizer.lr, device),
+        optimizer=make_optimizer(recipe.optimizer, groups, recipe.optimizer.lr, device),
         params=params,
         ema=WeightEMA(model, recipe.ema_decay) if recipe.ema_decay else None,
+        lookahead=Lookahead(model) if recipe.lookahead else None,
         amp=amp,
         mixed=autocast(device, amp),
         x=x,
@@ -219,6 +229,8 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
         shuffle=torch.Generator(device="cpu").manual_seed(options.seed),
         augment=torch.Generator(device=device).manual_seed(options.seed + 1),
         background=(0.0 - recipe.mean) / recipe.std,
+        flips=(flip_plan(n, torch.Generator(device=device).manual_seed(options.seed + 2), device)
+               if recipe.augment.alternate_flip else None),
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * recipe.epochs,
     )
@@ -229,11 +241,13 @@ def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     recipe, opt = loop.recipe, loop.optimizer
     xb, yb = loop.x.index_select(0, idx), loop.y.index_select(0, idx)
     if recipe.augment.enabled:
-        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background)
+        flips = None if loop.flips is None else alternating_flips(loop.flips, idx, loop.step // loop.steps_per_epoch)
+        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips)
     lr = learning_rate(recipe.schedule, recipe.optimizer.lr, loop.step, loop.total_steps)
-    if lr != opt.param_groups[0]["lr"]:  # setting it costs as much as a small kernel; most steps skip it
+    if lr != loop.lr:  # setting it costs as much as a small kernel; most steps skip it
+        loop.lr = lr
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
     with loop.mixed:
         logits = loop.forward(xb)
     loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
@@ -244,6 +258,8 @@ def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     loop.step += 1
     if loop.ema is not None and loop.step % EMA_EVERY == 0:
         loop.ema.update(recipe.ema_decay**EMA_EVERY)
+    if loop.lookahead is not None and loop.step % LOOKAHEAD_EVERY == 0:
+        loop.lookahead.update(lookahead_decay(recipe.lookahead, loop.step, loop.total_steps))
     return loss, logits, yb
 
 
@@ -278,16 +294,20 @@ def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int, posi
 
 
 def validate(loop: Loop, xv: torch.Tensor, yv: torch.Tensor, options: TrainOptions,
-             calibration: torch.Tensor | None) -> tuple[float, float]:
+             calibration: torch.Tensor | None, final: bool = True) -> tuple[float, float]:
     """Held-out (loss, accuracy) through fmnist.inference; the averaged weights (with their own BatchNorm
-    statistics) when the recipe keeps a weight EMA."""
+    statistics) when the recipe keeps a weight EMA. Shift test-time augmentation (6 passes instead of 2) is
+    spent on the `final` epoch only: the others are validated with the flip alone."""
     amp = loop.amp if options.val_precision == "train" else None
+    shift = loop.recipe.tta_shift if final else 0
     if loop.ema is None:
-        return loss_and_accuracy(batched_logits(loop.model, xv, options.eval_batch_size, loop.recipe.tta_flip, amp), yv)
+        return loss_and_accuracy(batched_logits(loop.model, xv, options.eval_batch_size, loop.recipe.tta_flip, amp,
+                                                 shift), yv)
     loop.ema.swap()
     try:
         recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)
-        return loss_and_accuracy(batched_logits(loop.model, xv, options.eval_batch_size, loop.recipe.tta_flip, amp), yv)
+        return loss_and_accuracy(batched_logits(loop.model, xv, options.eval_batch_size, loop.recipe.tta_flip, amp,
+                                                 shift), yv)
     finally:
         loop.ema.swap()
 
@@ -327,7 +347,10 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
             raise TrainingInterrupted(f"training stopped in epoch {epoch} after step {stop.position.done} of "
                                       f"{loop.steps_per_epoch}", saved) from None
         lr = loop.optimizer.param_groups[0]["lr"]
-        val_loss, val_acc = validate(loop, xv, yv, options, calibration) if xv is not None else (None, None)
+        final = epoch == recipe.epochs
+        if final and loop.lookahead is not None:
+            loop.lookahead.update(1.0)  # the model becomes the average, before its last validation
+        val_loss, val_acc = validate(loop, xv, yv, options, calibration, final) if xv is not None else (None, None)
         stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - t0)
         history.append(stats)
         cb.epoch_end(stats)

@@ -56,9 +56,10 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, iden
                 tensors[f"opt.{index}.{key}"] = value
             else:
                 opt_scalars.setdefault(str(index), {})[key] = value
-    if loop.ema is not None:
-        for i, t in enumerate(loop.ema.shadow):
-            tensors[f"ema.{i}"] = t
+    for kind, average in (("ema", loop.ema), ("lookahead", loop.lookahead)):
+        if average is not None:
+            for i, t in enumerate(average.shadow):
+                tensors[f"{kind}.{i}"] = t
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.shuffle"] = loop.shuffle.get_state()
     tensors["rng.augment"] = loop.augment.get_state()
@@ -104,9 +105,10 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
             state.setdefault(int(index), {}).update(scalars)
         loop.optimizer.load_state_dict({"state": state, "param_groups": header["opt_groups"]})
         _match_layouts(loop.optimizer)
-        if loop.ema is not None:
-            for i, t in enumerate(loop.ema.shadow):
-                t.copy_(tensors[f"ema.{i}"])
+        for kind, average in (("ema", loop.ema), ("lookahead", loop.lookahead)):
+            if average is not None:
+                for i, t in enumerate(average.shadow):
+                    t.copy_(tensors[f"{kind}.{i}"])
         torch.set_rng_state(tensors["rng.torch"])
         loop.shuffle.set_state(tensors["rng.shuffle"])
         loop.augment.set_state(tensors["rng.augment"])
