@@ -40,7 +40,7 @@ def keras_here(bench: Path) -> list[tuple[str, float, float]]:
 def points(bench: Path) -> list[kit.RunGroup]:
     """One group per recipe and precision of the seeds' and the modern results in `bench`, CPU rows only."""
     rows = kit.read_results(bench / "seeds.json") + kit.read_results(bench / "modern.json")
-    return kit.group_runs(rows, "recipe", "precision", where=lambda r: r.get("device", "cpu") == "cpu")
+    return kit.group_runs(rows, "recipe", "precision", where=lambda r: r.get("device", "cpu") == "cpu" and kit.current(r))
 
 
 def draw(ours: list[kit.RunGroup], keras: list[tuple[str, float, float]], out: Path) -> None:

@@ -79,8 +79,9 @@ KERAS_SEEDS_MD = {"baseline": KerasReference(10, 7.7, 91.12), "minivgg": KerasRe
 _SEED_CV_STD = {"baseline": 0.121, "baseline-same": 0.209, "baseline-wide": 0.412}
 SEED_CV = {name: (91.187 if name == "baseline" else RECIPES[name].reported, std) for name, std in _SEED_CV_STD.items()}
 
-# The modern recipes' targets per device type: (test accuracy %, training seconds).
-TARGETS = {"cpu": {"fast": (93.5, 180.0), "best": (95.0, 900.0)}, "cuda": {"fast": (94.0, 5.0), "best": (96.0, 120.0)}}
+# The modern recipes' targets per device type: (test accuracy %, training seconds; None: as fast as it can be had).
+TARGETS = {"cpu": {"fast": (94.0, 60.0), "best": (95.5, 600.0), "sota": (96.0, None)},
+           "cuda": {"fast": (94.0, 5.0), "sota": (96.0, 120.0)}}
 
 
 def reported(name: str) -> float | None:
@@ -307,46 +308,77 @@ def save_text(path: Path | None, text: str) -> None:
 # Measured runs: train a recipe through fmnist.pipeline.train_run (the path of `fmnist train`), record the row.
 
 
-def measure_run(recipe: Recipe, seed: int, precision: str, ds: Dataset, out: Path, device: str = "auto") -> dict:
+def measure_run(recipe: Recipe, seed: int, precision: str, ds: Dataset, out: Path, device: str = "auto",
+                compile: bool = False) -> dict:
     """Train `recipe` with its own validation protocol into the run directory `out`, evaluate once on the test set
-    (fp32, as `fmnist evaluate` does); the result row."""
+    (fp32, as `fmnist evaluate` does); the result row. With `compile` (torch.compile), `compile_seconds` is what
+    the first epoch took beyond the median of the others (compilation happens in its first steps), and
+    `train_seconds` excludes it."""
     load_before = load_average()
-    cfg = RunConfig(recipe=recipe, options=TrainOptions(seed=seed, precision=precision, device=device), out=out)
+    options = TrainOptions(seed=seed, precision=precision, device=device, compile=compile)
+    cfg = RunConfig(recipe=recipe, options=options, out=out)
     with timed(device) as wall:
-        m = train_run(cfg, dataset=ds).metrics
+        run = train_run(cfg, dataset=ds)
+    m = run.metrics
+    compile_seconds = first_epoch_extra([h.seconds for h in run.train.history]) if compile else 0.0
     return {
         "recipe": recipe.name, "seed": seed, "epochs": recipe.epochs, "validation": recipe.validation,
-        "test_accuracy": m.test_accuracy, "train_seconds": m.train_seconds, "seconds_per_epoch": m.seconds_per_epoch,
+        "test_accuracy": m.test_accuracy, "train_seconds": m.train_seconds - compile_seconds,
+        "seconds_per_epoch": (m.train_seconds - compile_seconds) / max(1, m.epochs), "compiled": compile,
+        "compile_seconds": compile_seconds,
         "wall_seconds": wall.seconds, "precision": m.precision, "precision_asked": precision, "threads": m.threads,
         "device": m.device, "fused_kernels": m.fused_kernels, "load_before": load_before,
-        "load_after": load_average(), "machine": machine(), "date": now(),
+        "load_after": load_average(), "machine": machine(), "date": now(), "recipe_config": recipe.to_dict(),
     }
 
 
-def measured_earlier(path: Path, recipe: Recipe, seed: int, precision: str, device: str = "auto") -> dict | None:
+def first_epoch_extra(epoch_seconds: Sequence[float]) -> float:
+    """How much longer the first epoch took than the median of the others (0 with fewer than two epochs)."""
+    if len(epoch_seconds) < 2:
+        return 0.0
+    return max(0.0, epoch_seconds[0] - statistics.median(epoch_seconds[1:]))
+
+
+def current(row: dict) -> bool:
+    """Whether a result row was measured with its recipe as the registry defines it now (rows written before the
+    recipe's configuration was recorded with them are taken as current)."""
+    if "recipe_config" not in row:
+        return True
+    return row.get("recipe") in RECIPES and _same(row["recipe_config"], RECIPES[row["recipe"]].to_dict())
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Two recipe configurations are the same once read as JSON (tuples and lists alike)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def measured_earlier(path: Path, recipe: Recipe, seed: int, precision: str, device: str = "auto",
+                     compile: bool = False) -> dict | None:
     """The row already recorded in `path` for this recipe, seed, epochs, effective precision and device, if any."""
     dev = resolve_device(device)
     amp = resolve_precision(recipe.precision if precision == "recipe" else precision, dev)
     wanted = "fp32" if amp is None else "bf16"
     for r in read_results(path):
         if (r["recipe"], r["seed"], r["epochs"], r["precision"], r.get("device", "cpu").split(":")[0]) == \
-                (recipe.name, seed, recipe.epochs, wanted, dev.type):
+                (recipe.name, seed, recipe.epochs, wanted, dev.type) and r.get("compiled", False) == compile \
+                and _same(r.get("recipe_config", recipe.to_dict()), recipe.to_dict()):
             return r
     return None
 
 
 def measure_runs(path: Path, recipe: Recipe, runs: int, precision: str, ds: Dataset, group: str,
-                 device: str = "auto") -> None:
+                 device: str = "auto", compile: bool = False) -> None:
     """Seeds 0..runs-1 of `recipe`: each read back from `path` if measured earlier, else trained (run directory
     <path's folder>/<group>/<recipe>-<precision>-s<seed>), evaluated and appended to `path`; a line per run."""
     for seed in range(runs):
-        done = measured_earlier(path, recipe, seed, precision, device)
+        done = measured_earlier(path, recipe, seed, precision, device, compile)
         if done:
             print(f"{recipe.name} seed {seed}: {done['test_accuracy'] * 100:.2f}% (measured earlier)")
             continue
-        out = Path(path).parent / group / f"{recipe.name}-{precision}-s{seed}"
-        row = measure_run(recipe, seed, precision, ds, out, device=device)
+        out = Path(path).parent / group / f"{recipe.name}-{precision}{'-compiled' if compile else ''}-s{seed}"
+        row = measure_run(recipe, seed, precision, ds, out, device=device, compile=compile)
         append_result(path, row)
         print(f"{recipe.name} seed {seed}: {row['test_accuracy'] * 100:.2f}% in {row['train_seconds']:.1f}s "
               f"({row['seconds_per_epoch']:.2f} s/epoch, {row['precision']}, {row['device']}, "
+              + (f"compile {row['compile_seconds']:.1f}s apart, " if compile else "") +
               f"load {row['load_before']:.1f})", flush=True)
