@@ -81,7 +81,11 @@ def test_sweep_in_two_processes_shares_the_study(cli, tiny_data_dir, tmp_path):
 
 def test_sweep_options_are_checked(cli, tiny_data_dir, tmp_path):
     base = ["sweep", "mlp", "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "s"]
-    assert "at least one --param" in cli(*base).stderr or cli(*base).exit_code == 2
+    # Without --param the learning rate is searched, from half to twice the recipe's.
+    r = cli(*base, "--trials", "1", "--limit", "100", "--json")
+    assert r.exit_code == 0, r.stderr
+    (value,) = json.loads(r.stdout)["trials"][0]["params"].values()
+    assert 0.5e-3 <= value <= 2e-3  # mlp's Adam learning rate is 1e-3
     for extra, fragment in ((["--param", "lr=1:2", "--trials", "0"], "--trials"),
                             (["--param", "lr=1:2", "--param", "lr=1:3"], "once"),
                             (["--param", "lr=1:2", "--limit", "5"], "--limit")):

@@ -15,9 +15,10 @@ from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, err, out
 def sweep(
     ctx: typer.Context,
     recipe: Annotated[str, typer.Argument(help="The recipe to tune (see `fmnist models`).")],
-    param: Annotated[list[str], typer.Option("--param", help=(
+    param: Annotated[Optional[list[str]], typer.Option("--param", help=(
         "A setting and its range: lr=0.05:0.4:log, weight_decay=1e-5:1e-3:log, epochs=8,10,12, "
-        "batch_size=128:512:int, augment.erase=0:0.5. Repeat for each."))],
+        "batch_size=128:512:int, augment.erase=0:0.5. Repeat for each. Default: the learning rate, from half "
+        "to twice the recipe's, on a log scale."), show_default=False)] = None,
     trials: Annotated[int, typer.Option(help="Trials in the sweep in all (a stored sweep continues up to it).")] = 20,
     name: Annotated[Optional[str], typer.Option(help="Sweep name: runs/sweeps/NAME/ (default: the recipe).",
                                                 show_default=False)] = None,
@@ -48,6 +49,11 @@ def sweep(
     from fmnist.sweep.report import best_command, trial_rows, write_outputs
 
     s = settings(ctx, data_dir=data_dir, dataset=dataset)
+    if not param:
+        from fmnist.recipes import get_recipe
+
+        lr = get_recipe(recipe).optimizer.lr
+        param = [f"lr={lr / 2:g}:{lr * 2:g}:log"]
     cfg = SweepConfig(recipe=recipe, params=tuple(parse_param(p) for p in param), trials=trials, name=name or "",
                       dataset=s.dataset, data_dir=s.data_dir, limit=limit, seed=seed, precision=precision,
                       device=s.device, jobs=jobs, ray=ray or ray_address is not None, ray_address=ray_address,
