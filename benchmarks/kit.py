@@ -317,6 +317,7 @@ def measure_run(recipe: Recipe, seed: int, precision: str, ds: Dataset, out: Pat
     load_before = load_average()
     options = TrainOptions(seed=seed, precision=precision, device=device, compile=compile)
     cfg = RunConfig(recipe=recipe, options=options, out=out)
+    shutil.rmtree(out, ignore_errors=True)  # a run of an earlier version of the recipe, not in the results file
     with timed(device) as wall:
         run = train_run(cfg, dataset=ds)
     m = run.metrics

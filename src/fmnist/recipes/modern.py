@@ -28,7 +28,10 @@ FAST = Recipe(
     # lookahead with fast BatchNorm momentum, alternating flips, label smoothing 0.2, a logit scale of 1/2,
     # batch 512 and fewer channels early did not pay and are left out.
     model_args={"whiten": 3, "dirac": True, "widths": [32, 64, 128], "blocks": [0, 1, 0]},
-    optimizer=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4, norm_bias_lr=16),
+    # lr and weight decay for the 4-epoch schedule from `fmnist sweep fast --param lr=0.1:0.8:log --param
+    # weight_decay=2e-4:2e-3:log --trials 6` on the held-out split (best trial 92.92%); checked on a second seed:
+    # 92.50% against 91.95% with the 15-epoch recipe's 0.2 and 5e-4 (seed 0: 92.92 against 92.37).
+    optimizer=OptimizerConfig(name="sgd", lr=0.35, momentum=0.9, nesterov=True, weight_decay=7e-4, norm_bias_lr=16),
     schedule=ScheduleConfig(name="onecycle", warmup=0.2, final=0.0),
     # Epochs: as many as fit the one-minute budget on 2 cores with room for the machine's drift: 5 epochs took
     # 64 s on the held-out split (seed 0, 92.80% held out), so 4 (about 12-13 s each with the validation).
@@ -51,6 +54,8 @@ BEST = replace(
                 "flip+shift TTA; batch 256; all 60k",
     # `fast`'s methods on the wider net that reached 95.00% held out in 24 epochs (seed 0) before them.
     model_args={"whiten": 3, "dirac": True, "widths": [64, 128, 256], "blocks": [0, 1, 1]},
+    # The learning rate and weight decay chosen for the longer schedules (24 epochs, held-out split), not `fast`'s.
+    optimizer=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4, norm_bias_lr=16),
     # Trained like the seeds' final models, on all 60,000 images with no per-epoch validation. The epochs follow
     # from the 10-minute budget on 2 cores (about 40 s each), not from the test set.
     epochs=13,
