@@ -300,14 +300,17 @@ def validate(loop: Loop, xv: torch.Tensor, yv: torch.Tensor, options: TrainOptio
     spent on the `final` epoch only: the others are validated with the flip alone."""
     amp = loop.amp if options.val_precision == "train" else None
     shift = loop.recipe.tta_shift if final else 0
+
+    def score() -> tuple[float, float]:
+        out = batched_logits(loop.model, xv, options.eval_batch_size, loop.recipe.tta_flip, amp, shift)
+        return loss_and_accuracy(out, yv)
+
     if loop.ema is None:
-        return loss_and_accuracy(batched_logits(loop.model, xv, options.eval_batch_size, loop.recipe.tta_flip, amp,
-                                                 shift), yv)
+        return score()
     loop.ema.swap()
     try:
         recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)
-        return loss_and_accuracy(batched_logits(loop.model, xv, options.eval_batch_size, loop.recipe.tta_flip, amp,
-                                                 shift), yv)
+        return score()
     finally:
         loop.ema.swap()
 
