@@ -57,6 +57,25 @@ def test_patch_whitening_layer_is_frozen_and_keeps_the_size():
     assert y.shape == (8, 18, 16, 16) and y.dtype == x.dtype
 
 
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_a_stride_2_stem_halves_the_size_whitened_or_not(k):
+    x = F.interpolate(correlated_images(4), size=28)
+    white = PatchWhitening(1, k, stride=2)
+    white.fit(x)
+    assert white(x).shape == (4, 2 * k * k, 14, 14)
+    torch.manual_seed(0)
+    a = ResNet(**SMALL, whiten=k, stem_stride=2)
+    torch.manual_seed(0)
+    b = ResNet(**SMALL, whiten=k, stem_stride=2)
+    a.fit_whitening(x), b.fit_whitening(x)
+    a.eval(), b.eval()
+    out = a(x)
+    assert out.shape == (4, 10) and out.dtype == torch.float32 and torch.equal(out, b(x))
+    assert ResNet(**SMALL, stem_stride=2).stem(x).shape[-2:] == (14, 14)
+    with pytest.raises(ValueError, match="stem_stride"):
+        ResNet(**SMALL, stem_stride=3)
+
+
 def test_dirac_init_passes_the_first_channels_through():
     conv = nn.Conv2d(4, 6, 3, padding=1, bias=False)
     kept = conv.weight[4:].detach().clone()

@@ -19,7 +19,8 @@ MODEL_ARG_BOUNDS: dict[str, dict[str, tuple]] = {
     "baseline": {"filters": _SIZE, "padding": ("valid", "same")},
     "seed003": {}, "seed004": {}, "minivgg": {},
     "resnet": {"stem": _SIZE, "widths": (*_SIZE, 8), "blocks": (0, 16, 8), "whiten": (0, 7), "dirac": (bool,),
-               "bn_weight": (bool,), "bn_momentum": (float, 0.0, 1.0), "logit_scale": (float, 1e-3, 1e3)},
+               "bn_weight": (bool,), "bn_momentum": (float, 0.0, 1.0), "logit_scale": (float, 1e-3, 1e3),
+               "stem_stride": (1, 2)},
 }
 # The other arguments of an architecture without bounds above (a plugin's, a test's): a bool, a short string, or
 # ints in this range, alone or in a short list.

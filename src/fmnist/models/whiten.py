@@ -36,14 +36,16 @@ def whitening_filters(x: torch.Tensor, k: int, eps: float = 5e-4) -> torch.Tenso
 
 
 class PatchWhitening(nn.Conv2d):
-    """A k x k convolution (same padding, frozen weights, trainable bias) with 2*C*k*k outputs.
+    """A k x k convolution (frozen weights, trainable bias) with 2*C*k*k outputs. At stride 1 the output keeps
+    the input's size (odd k); at stride 2 it is half of it (28 -> 14), the padding chosen so either holds.
 
     Until `fit` is called its weights are zero; the training loop calls it with training images before the
     first step, and a saved model carries the fitted weights in its state dict.
     """
 
-    def __init__(self, in_channels: int, k: int = 3) -> None:
-        super().__init__(in_channels, 2 * in_channels * k * k, k, padding=k // 2, bias=True)
+    def __init__(self, in_channels: int, k: int = 3, stride: int = 1) -> None:
+        padding = k // 2 if stride == 1 else (k - 1) // 2
+        super().__init__(in_channels, 2 * in_channels * k * k, k, stride=stride, padding=padding, bias=True)
         self.weight.requires_grad_(False)
         nn.init.zeros_(self.weight)
         nn.init.zeros_(self.bias)
