@@ -9,7 +9,8 @@ training, validation included) at which it first reached 94%, as means over the 
     python -m benchmarks.ablation --quick           # every row, 1 run, 1 epoch on 2,000 images: checks the script
 
 Runs already measured are read back from the results file (runs/bench/ablation.json), so rows can be added
-one at a time; the section "ablation" of docs/results.md is rewritten from every row measured.
+one at a time; the section "ablation" of docs/results.md is rewritten from every row measured, and its rows
+that this results file has no runs of (measured from another checkout) are kept.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     section = render(kit.read_results(results))
     print()
     print(section)
-    kit.publish(args, "ablation", section)
+    kit.publish(args, "ablation", section, keep=1)
 
 
 def crossing(history: list[dict], target: float = TARGET) -> tuple[int, float] | None:

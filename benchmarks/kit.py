@@ -278,23 +278,62 @@ def append_result(path: Path, row: dict) -> None:
     write_json(path, [*read_results(path), row])
 
 
-def update_section(name: str, body: str, path: Path = RESULTS_MD) -> None:
-    """Replace the section between <!-- NAME:start --> and <!-- NAME:end --> in docs/results.md (append if new)."""
+def update_section(name: str, body: str, path: Path = RESULTS_MD, keep: int = 0) -> None:
+    """Replace the section between <!-- NAME:start --> and <!-- NAME:end --> in docs/results.md (append if new).
+
+    With `keep` > 0, the section's table is merged instead of replaced: a row already there whose first `keep`
+    cells (its key) no row of `body` has stays, as do the lines after the table (machine, load) that `body`
+    lacks. A results file holds only the runs measured from this checkout, so a script that measures one
+    recipe leaves the rows of the others as they are.
+    """
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    block = f"{start}\n{body.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else "# Measured results\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    pattern = re.compile(re.escape(start) + r"\n?(.*?)" + re.escape(end), re.S)
+    found = pattern.search(text)
+    if keep and found:
+        body = merge_tables(found.group(1), body, keep)
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = pattern.sub(lambda _: block, text) if found else text.rstrip() + "\n\n" + block + "\n"
     write_text(path, text)
 
 
-def publish(args: argparse.Namespace, name: str, body: str, when: bool = True) -> None:
-    """Write `body` as section `name` of docs/results.md when `when`, never with --quick."""
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _table_span(lines: list[str]) -> tuple[int, int] | None:
+    """(first data row, one past the last) of the first markdown table in `lines`, or None."""
+    for i in range(1, len(lines)):
+        if lines[i].startswith("|---") and lines[i - 1].startswith("|"):
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            return i + 1, j
+    return None
+
+
+def merge_tables(old: str, new: str, keep: int) -> str:
+    """`new` (a section with one markdown table) plus the table rows of `old` whose first `keep` cells no row of
+    `new` has (after the new rows), and the non-blank lines after `old`'s table that `new` does not have."""
+    old_lines, new_lines = old.rstrip().splitlines(), new.rstrip().splitlines()
+    old_span, new_span = _table_span(old_lines), _table_span(new_lines)
+    if old_span is None or new_span is None:
+        return new
+    keys = {tuple(_cells(line)[:keep]) for line in new_lines[slice(*new_span)]}
+    kept = [line for line in old_lines[slice(*old_span)] if tuple(_cells(line)[:keep]) not in keys]
+    after = [line for line in old_lines[old_span[1]:] if line.strip() and line not in new_lines]
+    merged = new_lines[: new_span[1]] + kept + new_lines[new_span[1]:]
+    return "\n".join(merged + ([""] + after if after else []))
+
+
+def publish(args: argparse.Namespace, name: str, body: str, when: bool = True, keep: int = 0) -> None:
+    """Write `body` as section `name` of docs/results.md when `when`, never with --quick; `keep`: as in
+    update_section (the number of leading columns that name a row, for tables that grow run by run)."""
     if args.quick:
         print(f"(--quick: cut-down sizes, so the figures above mean nothing; docs/results.md left as it is, "
               f"section {name!r} not written)")
     elif when:
-        update_section(name, body)
+        update_section(name, body, keep=keep)
         print(f"wrote section {name!r} of {RESULTS_MD.relative_to(ROOT)}")
 
 

@@ -11,7 +11,8 @@ Targets (the kit's TARGETS), training time only, data cached: on 2 CPU cores `fa
 `best` >= 95.5% in <= 10 minutes and `sota` >= 96.0% (as fast as it can be had); on one GPU `fast` >= 94.0% in
 <= 5 s and `sota` >= 96.0% in <= 2 minutes (with --compile, the compile time apart). Each run is
 `fmnist train`'s own path (fmnist.pipeline.train_run: the test figure is the fp32 one `fmnist evaluate`
-prints). Runs already measured are read back from the results file, so the table grows as runs are added; a
+prints). Runs already measured are read back from the results file, so the table grows as runs are added, and
+rows of docs/results.md for recipes the results file has no runs of are kept; a
 results file whose name has "gpu" in it writes the "modern-gpu" section instead of "modern".
 """
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     section = render(kit.read_results(results))
     print()
     print(section)
-    kit.publish(args, "modern-gpu" if "gpu" in results.stem else "modern", section)
+    kit.publish(args, "modern-gpu" if "gpu" in results.stem else "modern", section, keep=3)
 
 
 def render(rows: list[dict]) -> str:

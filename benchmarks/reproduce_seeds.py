@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     section = render(kit.read_results(results))
     print()
     print(section)
-    kit.publish(args, "seeds", section)
+    kit.publish(args, "seeds", section, keep=1)
 
 
 def render(rows: list[dict]) -> str:

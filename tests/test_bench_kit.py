@@ -1,0 +1,49 @@
+"""benchmarks.kit's docs/results.md sections: a table that grows run by run keeps the rows it did not re-measure."""
+
+from benchmarks.kit import merge_tables, update_section
+
+OLD = """Intro.
+
+| recipe | runs | test % |
+|---|---:|---:|
+| `best` | 3 | 94.75 |
+| `fast` | 3 | 92.55 |
+
+Machine: AMD EPYC."""
+
+NEW = """Intro.
+
+| recipe | runs | test % |
+|---|---:|---:|
+| `sota` | 1 | 95.62 |
+| `fast` | 5 | 92.80 |
+
+Machine: Intel Xeon."""
+
+
+def test_rows_not_measured_again_are_kept_and_measured_ones_replaced():
+    merged = merge_tables(OLD, NEW, keep=1).splitlines()
+    rows = [line for line in merged if line.startswith("| `")]
+    assert rows == ["| `sota` | 1 | 95.62 |", "| `fast` | 5 | 92.80 |", "| `best` | 3 | 94.75 |"]
+    assert merged[-3:] == ["Machine: Intel Xeon.", "", "Machine: AMD EPYC."]
+    assert merged.count("Intro.") == 1
+
+
+def test_the_key_is_the_leading_cells():
+    old = "| a | b | x |\n|---|---|---|\n| 1 | cpu | old |\n| 1 | gpu | old |"
+    new = "| a | b | x |\n|---|---|---|\n| 1 | cpu | new |"
+    assert merge_tables(old, new, keep=2).splitlines()[2:] == ["| 1 | cpu | new |", "| 1 | gpu | old |"]
+    assert merge_tables(old, new, keep=1).splitlines()[2:] == ["| 1 | cpu | new |"]
+
+
+def test_a_section_without_a_table_is_replaced(tmp_path):
+    doc = tmp_path / "results.md"
+    doc.write_text("# R\n\n<!-- s:start -->\nno table\n<!-- s:end -->\n\ntail\n")
+    update_section("s", NEW, path=doc, keep=1)
+    text = doc.read_text()
+    assert "no table" not in text and "`sota`" in text and text.endswith("tail\n")
+    update_section("s", OLD, path=doc, keep=1)  # merged: sota kept, fast and best from OLD
+    text = doc.read_text()
+    assert text.count("<!-- s:start -->") == 1
+    assert [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")] == \
+        ["`best`", "`fast`", "`sota`"]
