@@ -313,16 +313,26 @@ def _table_span(lines: list[str]) -> tuple[int, int] | None:
 
 
 def merge_tables(old: str, new: str, keep: int) -> str:
-    """`new` (a section with one markdown table) plus the table rows of `old` whose first `keep` cells no row of
-    `new` has (after the new rows), and the non-blank lines after `old`'s table that `new` does not have."""
+    """`new` (a section with one markdown table) with the rows of `old`'s table merged in: rows are matched by
+    their first `keep` cells; a row of `old` that `new` has is replaced in place, one `new` lacks stays, and rows
+    only `new` has follow. The non-blank lines after `old`'s table that `new` does not have are kept at the end."""
     old_lines, new_lines = old.rstrip().splitlines(), new.rstrip().splitlines()
     old_span, new_span = _table_span(old_lines), _table_span(new_lines)
     if old_span is None or new_span is None:
         return new
-    keys = {tuple(_cells(line)[:keep]) for line in new_lines[slice(*new_span)]}
-    kept = [line for line in old_lines[slice(*old_span)] if tuple(_cells(line)[:keep]) not in keys]
+    key = lambda line: tuple(_cells(line)[:keep])  # noqa: E731
+    fresh = {key(line): line for line in new_lines[slice(*new_span)]}
+    rows, placed = [], set()
+    for line in old_lines[slice(*old_span)]:
+        k = key(line)
+        if k not in fresh:
+            rows.append(line)
+        elif k not in placed:  # the measured row takes the place of the first old one of its key
+            rows.append(fresh[k])
+            placed.add(k)
+    rows += [line for k, line in fresh.items() if k not in placed]
     after = [line for line in old_lines[old_span[1]:] if line.strip() and line not in new_lines]
-    merged = new_lines[: new_span[1]] + kept + new_lines[new_span[1]:]
+    merged = new_lines[: new_span[0]] + rows + new_lines[new_span[1]:]
     return "\n".join(merged + ([""] + after if after else []))
 
 

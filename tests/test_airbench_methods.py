@@ -146,6 +146,33 @@ def test_alternating_flips_are_the_complement_every_other_epoch():
     assert torch.equal(out[even], x[even].flip(3)) and torch.equal(out[~even], x[~even])
 
 
+def test_progressive_resizing_downsizes_the_early_epochs_only():
+    cfg = AugmentConfig(resize=(20, 2))
+    x = torch.rand(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    early = augment_batch(x, cfg, torch.Generator().manual_seed(0), 0.0, epoch=1)
+    assert early.shape == (8, 1, 20, 20) and early.dtype == x.dtype
+    assert early.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(early, augment_batch(x, cfg, torch.Generator().manual_seed(5), 0.0, epoch=0))  # no randomness
+    assert abs(float(early.mean()) - float(x.mean())) < 0.02  # a scaled image, not a crop
+    assert torch.equal(augment_batch(x, cfg, torch.Generator(), 0.0, epoch=2), x)
+
+
+@pytest.mark.parametrize("value", [20, [20], [4, 1], [20, 0], [20, 1.5], [20, 2, 3], "20,2"])
+def test_progressive_resizing_settings_are_checked(value):
+    with pytest.raises(UsageError, match=r"resize is \[side, epochs\]"):
+        AugmentConfig(resize=value)
+
+
+def test_training_with_progressive_resizing_is_deterministic_and_changes_the_early_epochs():
+    recipe = apply_assignment(airbench_recipe(epochs=2), "augment.resize=[16, 1]")
+    a = fit(recipe, data(), TrainOptions(seed=3, device="cpu"))
+    b = fit(recipe, data(), TrainOptions(seed=3, device="cpu"))
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in a.model.state_dict().items())
+    assert [h.train_loss for h in a.history] == [h.train_loss for h in b.history]
+    plain = fit(airbench_recipe(epochs=2), data(), TrainOptions(seed=3, device="cpu"))
+    assert a.history[0].train_loss != plain.history[0].train_loss
+
+
 def test_alternate_flip_needs_flip():
     with pytest.raises(UsageError, match="alternate_flip needs flip"):
         AugmentConfig(alternate_flip=True)

@@ -21,10 +21,10 @@ NEW = """Intro.
 Machine: Intel Xeon."""
 
 
-def test_rows_not_measured_again_are_kept_and_measured_ones_replaced():
+def test_rows_not_measured_again_are_kept_and_measured_ones_replaced_in_place():
     merged = merge_tables(OLD, NEW, keep=1).splitlines()
     rows = [line for line in merged if line.startswith("| `")]
-    assert rows == ["| `sota` | 1 | 95.62 |", "| `fast` | 5 | 92.80 |", "| `best` | 3 | 94.75 |"]
+    assert rows == ["| `best` | 3 | 94.75 |", "| `fast` | 5 | 92.80 |", "| `sota` | 1 | 95.62 |"]
     assert merged[-3:] == ["Machine: Intel Xeon.", "", "Machine: AMD EPYC."]
     assert merged.count("Intro.") == 1
 
@@ -42,8 +42,8 @@ def test_a_section_without_a_table_is_replaced(tmp_path):
     update_section("s", NEW, path=doc, keep=1)
     text = doc.read_text()
     assert "no table" not in text and "`sota`" in text and text.endswith("tail\n")
-    update_section("s", OLD, path=doc, keep=1)  # merged: sota kept, fast and best from OLD
+    update_section("s", OLD, path=doc, keep=1)  # merged: sota kept, fast replaced in place, best added
     text = doc.read_text()
     assert text.count("<!-- s:start -->") == 1
     assert [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")] == \
-        ["`best`", "`fast`", "`sota`"]
+        ["`sota`", "`fast`", "`best`"]

@@ -106,19 +106,32 @@ class AugmentConfig:
     # Alternating (derandomized) flips, after airbench: each image gets one random flip decision for the first
     # epoch and the opposite one every other epoch, so it is seen both ways in every two epochs.
     alternate_flip: bool = False
+    # Progressive resizing: (side, epochs) trains the first `epochs` epochs on the batches scaled down to side x
+    # side pixels (bilinear, antialiased) and the rest at full size; empty is off.
+    resize: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _raise("augmentation", _problems({
             "alternate_flip needs flip": self.flip or not self.alternate_flip,
+            f"resize is [side, epochs] with a side of 8..27 pixels and epochs >= 1, or [] for none; got {self.resize!r}":
+                _resize_ok(self.resize),
             f"crop_padding must be an integer in 0..14, got {self.crop_padding!r}":
                 isinstance(self.crop_padding, int) and 0 <= self.crop_padding <= 14,
             f"erase must be a probability in [0, 1], got {self.erase!r}": _finite(self.erase) and 0 <= self.erase <= 1,
         }))
+        object.__setattr__(self, "resize", tuple(self.resize))  # a JSON list and a tuple make equal configs
 
     @property
     def enabled(self) -> bool:
         """Whether any augmentation is asked for."""
-        return bool(self.crop_padding or self.flip or self.erase)
+        return bool(self.crop_padding or self.flip or self.erase or self.resize)
+
+
+def _resize_ok(value: Any) -> bool:
+    if isinstance(value, (list, tuple)) and len(value) == 0:
+        return True
+    return (isinstance(value, (list, tuple)) and len(value) == 2 and all(_whole(v) for v in value)
+            and 8 <= value[0] <= 27 and value[1] >= 1)
 
 
 _NESTED = {"optimizer": OptimizerConfig, "schedule": ScheduleConfig, "augment": AugmentConfig}

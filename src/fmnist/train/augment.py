@@ -85,10 +85,21 @@ def random_erase(
     return x.masked_fill(mask, value)
 
 
+def downsize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The images scaled to size x size pixels (bilinear, antialiased), in x's memory format."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if x.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, background: float = 0.0,
-                  flips: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply the recipe's augmentations in the usual order: crop, flip, erase. `flips` (bool [N]) decides the
-    flips when given (alternating flips); else they are drawn from `gen`."""
+                  flips: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
+    """Apply the recipe's augmentations in the usual order: crop, flip, erase, then the early epochs' downsizing.
+    `flips` (bool [N]) decides the flips when given (alternating flips); else they are drawn from `gen`.
+    `epoch` (0-based) decides whether the batch is downsized (progressive resizing)."""
     # `background` is the normalized value of a black pixel: padding and erased patches look like background.
     if cfg.crop_padding:
         x = random_crop(x, cfg.crop_padding, gen, value=background)
@@ -96,5 +107,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, bac
         x = random_flip(x, gen) if flips is None else flip_where(x, flips)
     if cfg.erase:
         x = random_erase(x, gen, p=cfg.erase, value=background)
+    if cfg.resize and epoch < cfg.resize[1]:
+        x = downsize(x, cfg.resize[0])
     return x
 

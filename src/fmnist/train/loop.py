@@ -241,8 +241,9 @@ def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     recipe, opt = loop.recipe, loop.optimizer
     xb, yb = loop.x.index_select(0, idx), loop.y.index_select(0, idx)
     if recipe.augment.enabled:
-        flips = None if loop.flips is None else alternating_flips(loop.flips, idx, loop.step // loop.steps_per_epoch)
-        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips)
+        epoch = loop.step // loop.steps_per_epoch
+        flips = None if loop.flips is None else alternating_flips(loop.flips, idx, epoch)
+        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips, epoch)
     lr = learning_rate(recipe.schedule, recipe.optimizer.lr, loop.step, loop.total_steps)
     if lr != loop.lr:  # setting it costs as much as a small kernel; most steps skip it
         loop.lr = lr
