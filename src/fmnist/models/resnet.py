@@ -11,8 +11,8 @@ outputs take the place of `stem`, which is then unused); `dirac=True` starts eve
 first in_channels filters; `bn_weight=False` freezes every BatchNorm weight at 1 (only the biases train);
 `bn_momentum` is PyTorch's BatchNorm momentum (the weight of the newest batch in the running statistics);
 `logit_scale` multiplies the logits. `stem_stride=2` makes the stem (whitened or not) halve the resolution, so
-every stage runs on 14x14 and below (a `fast`-sized step about 17% shorter, and about 0.5 points lower held out
-at 4 epochs, one run: docs/results.md).
+every stage runs on 14x14 and below (a `fast`-sized step about 17-20% shorter, but 0.3 points lower held out at
+the same training time and 0.7 at the same epochs, 3 seeds each: docs/results.md).
 """
 
 from __future__ import annotations
