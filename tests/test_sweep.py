@@ -102,3 +102,24 @@ def test_train_takes_the_settings_a_sweep_prints(cli, tiny_data_dir, tmp_path):
     assert config["recipe"]["optimizer"]["lr"] == 0.002 and config["recipe"]["epochs"] == 1
     r = cli("train", "mlp", "--set", "bogus=1", "--data-dir", tiny_data_dir, "--dataset", "idx", "--out", tmp_path / "x")
     assert r.exit_code == 2 and "unknown recipe setting" in r.stderr and not (tmp_path / "x").exists()
+
+
+def test_epochs_at_a_smaller_size_are_not_reported_to_the_pruner():
+    from fmnist.sweep.study import _Pruning
+    from fmnist.train.loop import EpochStats
+
+    class Trial:
+        def __init__(self):
+            self.reported = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return False
+
+    trial = Trial()
+    callbacks = _Pruning(trial, first=3)
+    for epoch, acc in enumerate([0.6, 0.7, 0.9, 0.92, float("nan")], start=1):
+        callbacks.epoch_end(EpochStats(epoch, 0.5, 0.8, 0.4, acc, 0.1, 1.0))
+    assert trial.reported == [(3, 0.9), (4, 0.92)] and not callbacks.should_stop()

@@ -154,13 +154,17 @@ def _on_ray(cfg: SweepConfig, shares: list[int], threads: int) -> None:
 
 
 class _Pruning(Callbacks):
-    """Reports each epoch's held-out accuracy to the trial; asks training to stop when the pruner says so."""
+    """Reports each epoch's held-out accuracy to the trial; asks training to stop when the pruner says so.
 
-    def __init__(self, trial) -> None:
-        self.trial, self.pruned = trial, False
+    Epochs before `first` are not reported: a recipe with progressive resizing trains its early epochs on smaller
+    images than the held-out ones, and their held-out accuracy (56-78% in a `fast` sweep whose trials ended at
+    92.7-93.1%) says little about how the trial will end."""
+
+    def __init__(self, trial, first: int = 1) -> None:
+        self.trial, self.pruned, self.first = trial, False, first
 
     def epoch_end(self, stats: EpochStats) -> None:
-        if stats.val_acc is not None and math.isfinite(stats.val_acc):
+        if stats.epoch >= self.first and stats.val_acc is not None and math.isfinite(stats.val_acc):
             self.trial.report(stats.val_acc, stats.epoch)
             self.pruned = self.trial.should_prune()
 
@@ -182,7 +186,8 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
         for p in cfg.params:
             trial_recipe = override(trial_recipe, p.key, p.suggest(trial))
         options = TrainOptions(seed=cfg.seed, device=cfg.device, precision=cfg.precision, threads=threads)
-        callbacks = _Pruning(trial)
+        resize = trial_recipe.augment.resize
+        callbacks = _Pruning(trial, first=resize[1] + 1 if resize else 1)
         try:
             result = fit(trial_recipe, data, options, callbacks)
         except TrainingInterrupted:
