@@ -57,6 +57,7 @@ def test_sweep_runs_three_trials_on_the_held_out_split_and_continues(cli, tiny_d
     result = json.loads(r.stdout)
     assert [t["state"] for t in result["trials"]] == ["COMPLETE"] * 3
     assert all(0 <= t["accuracy"] <= 1 and t["params"]["epochs"] in (1, 2) for t in result["trials"])
+    assert all(t["epochs_run"] == t["params"]["epochs"] for t in result["trials"])
     assert result["best_command"].startswith("fmnist train mlp --set optimizer.lr=")
     directory = tmp_path / "sweeps" / "mlp"
     assert (directory / "study.db").is_file() and (directory / "sweep.png").stat().st_size > 1000
@@ -123,3 +124,12 @@ def test_epochs_at_a_smaller_size_are_not_reported_to_the_pruner():
     for epoch, acc in enumerate([0.6, 0.7, 0.9, 0.92, float("nan")], start=1):
         callbacks.epoch_end(EpochStats(epoch, 0.5, 0.8, 0.4, acc, 0.1, 1.0))
     assert trial.reported == [(3, 0.9), (4, 0.92)] and not callbacks.should_stop()
+
+
+def test_a_resized_recipe_counts_the_epochs_it_did_not_report(cli, tiny_data_dir, tmp_path):
+    assert get_recipe("fast").augment.resize == (20, 2)  # its first 2 epochs are not reported to the pruner
+    r = cli("sweep", "fast", "--param", "epochs=3", "--limit", "200", "--data-dir", tiny_data_dir, "--dataset", "idx",
+            "--root", tmp_path / "sweeps", "--trials", "1", "--json")
+    assert r.exit_code == 0, r.stderr
+    (trial,) = json.loads(r.stdout)["trials"]
+    assert trial["state"] == "COMPLETE" and trial["epochs_run"] == 3

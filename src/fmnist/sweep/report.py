@@ -21,7 +21,8 @@ def trial_rows(study, cfg: SweepConfig) -> list[dict[str, Any]]:
         if accuracy is None and t.intermediate_values:
             accuracy = t.intermediate_values[max(t.intermediate_values)]
         rows.append({"number": t.number, "state": t.state.name, "accuracy": accuracy,
-                     "epochs_run": len(t.intermediate_values), "seconds": t.user_attrs.get("seconds"),
+                     # Reports are keyed by epoch, and the early epochs of a resized recipe are not reported.
+                     "epochs_run": max(t.intermediate_values, default=0), "seconds": t.user_attrs.get("seconds"),
                      "params": {p.name: t.params.get(p.key) for p in cfg.params}})
     return rows
 
