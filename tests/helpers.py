@@ -94,7 +94,7 @@ def airbench_recipe(epochs: int = 2):
     fast = get_recipe("fast")
     return fast.replace(epochs=epochs, batch_size=32, model_args=AIRBENCH_RESNET, lookahead=0.77, tta_shift=1,
                         optimizer=dataclasses.replace(fast.optimizer, norm_bias_lr=16),
-                        augment=dataclasses.replace(fast.augment, alternate_flip=True))
+                        augment=dataclasses.replace(fast.augment, alternate_flip=True, resize=()))
 
 
 def config(out: Path, **kw) -> CVConfig:

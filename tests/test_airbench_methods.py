@@ -149,12 +149,13 @@ def test_alternating_flips_are_the_complement_every_other_epoch():
 def test_progressive_resizing_downsizes_the_early_epochs_only():
     cfg = AugmentConfig(resize=(20, 2))
     x = torch.rand(8, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-    early = augment_batch(x, cfg, torch.Generator().manual_seed(0), 0.0, epoch=1)
+    assert [cfg.small_epochs(n) for n in (1, 2, 3, 5)] == [0, 1, 2, 2]  # never the last epoch
+    early = augment_batch(x, cfg, torch.Generator().manual_seed(0), 0.0, small=True)
     assert early.shape == (8, 1, 20, 20) and early.dtype == x.dtype
     assert early.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(early, augment_batch(x, cfg, torch.Generator().manual_seed(5), 0.0, epoch=0))  # no randomness
+    assert torch.equal(early, augment_batch(x, cfg, torch.Generator().manual_seed(5), 0.0, small=True))  # no randomness
     assert abs(float(early.mean()) - float(x.mean())) < 0.02  # a scaled image, not a crop
-    assert torch.equal(augment_batch(x, cfg, torch.Generator(), 0.0, epoch=2), x)
+    assert torch.equal(augment_batch(x, cfg, torch.Generator(), 0.0, small=False), x)
 
 
 @pytest.mark.parametrize("value", [20, [20], [4, 1], [20, 0], [20, 1.5], [20, 2, 3], "20,2"])
@@ -171,6 +172,14 @@ def test_training_with_progressive_resizing_is_deterministic_and_changes_the_ear
     assert [h.train_loss for h in a.history] == [h.train_loss for h in b.history]
     plain = fit(airbench_recipe(epochs=2), data(), TrainOptions(seed=3, device="cpu"))
     assert a.history[0].train_loss != plain.history[0].train_loss
+
+
+@pytest.mark.parametrize("model, args, side", [("baseline", {}, 20), ("resnet", {"stem_stride": 2}, 8)])
+def test_a_model_that_cannot_take_the_smaller_images_is_a_usage_error(model, args, side):
+    recipe = airbench_recipe(epochs=2).replace(model=model, model_args=args)
+    recipe = apply_assignment(recipe, f"augment.resize=[{side}, 1]")
+    with pytest.raises(UsageError, match=f"cannot train on {side}x{side} images"):
+        fit(recipe, data(), TrainOptions(seed=0, device="cpu"))
 
 
 def test_alternate_flip_needs_flip():

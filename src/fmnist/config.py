@@ -98,7 +98,7 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Batch augmentation on the device (fmnist.train.augment). Zero/False disables a transform."""
+    """Batch augmentation on the device (fmnist.train.augment). Zero/False/empty disables a transform."""
 
     crop_padding: int = 0  # pixels of zero padding for a random crop back to 28x28
     flip: bool = False  # random horizontal flip, p = 0.5
@@ -107,7 +107,8 @@ class AugmentConfig:
     # epoch and the opposite one every other epoch, so it is seen both ways in every two epochs.
     alternate_flip: bool = False
     # Progressive resizing: (side, epochs) trains the first `epochs` epochs on the batches scaled down to side x
-    # side pixels (bilinear, antialiased) and the rest at full size; empty is off.
+    # side pixels (bilinear, antialiased) and the rest at full size, the last epoch always (small_epochs); empty
+    # is off. The model must take the smaller images (one with global pooling: `resnet`).
     resize: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
@@ -125,6 +126,11 @@ class AugmentConfig:
     def enabled(self) -> bool:
         """Whether any augmentation is asked for."""
         return bool(self.crop_padding or self.flip or self.erase or self.resize)
+
+    def small_epochs(self, epochs: int) -> int:
+        """How many of a run's first epochs train downsized: resize's number, but never the last epoch (so a run
+        cut to fewer epochs, `--epochs 2` or a fine-tune, still ends at full size)."""
+        return min(self.resize[1], epochs - 1) if self.resize else 0
 
 
 def _resize_ok(value: Any) -> bool:

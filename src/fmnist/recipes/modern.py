@@ -34,9 +34,10 @@ FAST = Recipe(
     optimizer=OptimizerConfig(name="sgd", lr=0.35, momentum=0.9, nesterov=True, weight_decay=7e-4, norm_bias_lr=16),
     schedule=ScheduleConfig(name="onecycle", warmup=0.2, final=0.0),
     # Epochs: as many as fit the one-minute budget on 2 cores with room for the machine's drift. Five full-size
-    # epochs took 64 s on the held-out split (seed 0, 92.80% held out), four 44 s (92.73% held out, mean of 3).
-    # Progressive resizing makes room for a fifth: its first 2 epochs on images scaled to 20x20 (about 40%
-    # shorter each) reached 92.89% held out in 46.6 s (mean of 3; benchmarks.tune, docs/results.md).
+    # epochs took 64 s on the held-out split (AMD EPYC, seed 0, 92.80% held out); on an Intel Xeon four took 44 s
+    # (92.73% held out, mean of 3). Progressive resizing makes room for a fifth: with the first 2 epochs on
+    # images scaled to 20x20 (about 40% shorter each), 92.89% held out in 46.6 s on the Xeon (mean of 3;
+    # benchmarks.tune, docs/results.md).
     epochs=5,
     batch_size=256,
     label_smoothing=0.1,

@@ -82,7 +82,10 @@ def _recipe_table(run: RunRecord) -> list[str]:
     augment = ", ".join(
         part for part, on in ((f"random crop (padding {aug.crop_padding})", aug.crop_padding),
                               ("alternating horizontal flip" if aug.alternate_flip else "horizontal flip", aug.flip),
-                              (f"random erasing (p {aug.erase})", aug.erase))
+                              (f"random erasing (p {aug.erase})", aug.erase),
+                              (f"progressive resizing ({aug.resize[0]}x{aug.resize[0]} for the first "
+                               f"{aug.small_epochs(recipe.epochs)} epochs)" if aug.resize else "",
+                               aug.small_epochs(recipe.epochs)))
         if on
     )
     rows = [

@@ -96,10 +96,10 @@ def downsize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, background: float = 0.0,
-                  flips: torch.Tensor | None = None, epoch: int = 0) -> torch.Tensor:
-    """Apply the recipe's augmentations in the usual order: crop, flip, erase, then the early epochs' downsizing.
-    `flips` (bool [N]) decides the flips when given (alternating flips); else they are drawn from `gen`.
-    `epoch` (0-based) decides whether the batch is downsized (progressive resizing)."""
+                  flips: torch.Tensor | None = None, small: bool = False) -> torch.Tensor:
+    """Apply the recipe's augmentations in the usual order: crop, flip, erase, then, when `small` (an early epoch
+    of progressive resizing: AugmentConfig.small_epochs), the downsizing. `flips` (bool [N]) decides the flips
+    when given (alternating flips); else they are drawn from `gen`."""
     # `background` is the normalized value of a black pixel: padding and erased patches look like background.
     if cfg.crop_padding:
         x = random_crop(x, cfg.crop_padding, gen, value=background)
@@ -107,7 +107,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator, bac
         x = random_flip(x, gen) if flips is None else flip_where(x, flips)
     if cfg.erase:
         x = random_erase(x, gen, p=cfg.erase, value=background)
-    if cfg.resize and epoch < cfg.resize[1]:
+    if small and cfg.resize:
         x = downsize(x, cfg.resize[0])
     return x
 

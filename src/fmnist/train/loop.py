@@ -26,7 +26,7 @@ from fmnist.inference import batched_logits, loss_and_accuracy
 from fmnist.models import build_model
 from fmnist.ops import conv_pool_relu as fused
 from fmnist.runtime import autocast, resolve_device, resolve_precision
-from fmnist.train.augment import alternating_flips, augment_batch, flip_plan
+from fmnist.train.augment import alternating_flips, augment_batch, downsize, flip_plan
 from fmnist.train.ema import Lookahead, WeightEMA, lookahead_decay, recalibrate_batchnorm
 from fmnist.train.optim import make_optimizer, param_groups
 from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
@@ -204,6 +204,8 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
     if init is None and hasattr(model, "fit_whitening"):
         sample = torch.randperm(n, generator=torch.Generator().manual_seed(options.seed))[:WHITENING_IMAGES]
         model.fit_whitening(x[sample.to(device)])
+    if recipe.augment.small_epochs(recipe.epochs):
+        _check_size(model, x[:2], recipe)
     if bs == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise UsageError(f"recipe {recipe.name!r} has BatchNorm layers, which need at least 2 images per batch; "
                          "use --batch-size 2 or more")
@@ -236,6 +238,23 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
     )
 
 
+@torch.no_grad()
+def _check_size(model: nn.Module, x: torch.Tensor, recipe: Recipe) -> None:
+    """A UsageError unless `model` takes the images at progressive resizing's smaller size (a model that flattens
+    into a dense layer, or one that pools a small image away, cannot)."""
+    side = recipe.augment.resize[0]
+    was_training = model.training
+    model.eval()
+    try:
+        model(downsize(x, side))
+    except RuntimeError as e:
+        raise UsageError(f"recipe {recipe.name!r} ({recipe.model}) cannot train on {side}x{side} images "
+                         f"(augment.resize): {str(e).splitlines()[0]}; use a larger side, or augment.resize=[] "
+                         "to turn it off") from None
+    finally:
+        model.train(was_training)
+
+
 def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimizer step on the images at `idx`; returns (loss, logits, labels) still on the device."""
     recipe, opt = loop.recipe, loop.optimizer
@@ -243,7 +262,8 @@ def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     if recipe.augment.enabled:
         epoch = loop.step // loop.steps_per_epoch
         flips = None if loop.flips is None else alternating_flips(loop.flips, idx, epoch)
-        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips, epoch)
+        small = epoch < recipe.augment.small_epochs(recipe.epochs)
+        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips, small)
     lr = learning_rate(recipe.schedule, recipe.optimizer.lr, loop.step, loop.total_steps)
     if lr != loop.lr:  # setting it costs as much as a small kernel; most steps skip it
         loop.lr = lr
