@@ -44,8 +44,8 @@ class Row:
 
 
 # The recipe every row starts from: `fast` as it stood before airbench's methods (a 16-channel 3x3 stem, stages
-# 32-64-128, lr 0.2, weight decay 5e-4, flip TTA only), spelled out so that the rows measure the same recipes
-# however `fast` changes since.
+# 32-64-128, lr 0.2, weight decay 5e-4, flip TTA only, no resizing). The settings `fast` has changed since are
+# spelled out here; the others (batch, schedule, label smoothing, crop and flip, precision) still come from it.
 ROOT = (f"epochs={EPOCHS}", 'model_args={"stem": 16, "widths": [32, 64, 128], "blocks": [0, 1, 0]}', "optimizer.lr=0.2",
         "optimizer.weight_decay=5e-4", "optimizer.norm_bias_lr=1", "tta_shift=0", "augment.resize=[]")
 

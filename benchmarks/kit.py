@@ -315,25 +315,45 @@ def _table_span(lines: list[str]) -> tuple[int, int] | None:
 def merge_tables(old: str, new: str, keep: int) -> str:
     """`new` (a section with one markdown table) with the rows of `old`'s table merged in: rows are matched by
     their first `keep` cells; a row of `old` that `new` has is replaced in place, one `new` lacks stays, and rows
-    only `new` has follow. The non-blank lines after `old`'s table that `new` does not have are kept at the end."""
+    only `new` has follow. When rows of `old` stay, so do the paragraphs after its table that `new` lacks (the
+    machines those rows were measured on); a paragraph that differs from one of `new` only after "Load average"
+    is the same machine's, and `new`'s replaces it. A table whose header changed is not merged: `new` stands."""
     old_lines, new_lines = old.rstrip().splitlines(), new.rstrip().splitlines()
     old_span, new_span = _table_span(old_lines), _table_span(new_lines)
-    if old_span is None or new_span is None:
+    if old_span is None or new_span is None or old_lines[old_span[0] - 2] != new_lines[new_span[0] - 2]:
         return new
-    key = lambda line: tuple(_cells(line)[:keep])  # noqa: E731
-    fresh = {key(line): line for line in new_lines[slice(*new_span)]}
-    rows, placed = [], set()
+    fresh = {_key(line, keep): line for line in new_lines[slice(*new_span)]}
+    if len(fresh) != new_span[1] - new_span[0]:
+        raise ValueError(f"rows of the new table share their first {keep} cells")
+    rows, placed, stayed = [], set(), False
     for line in old_lines[slice(*old_span)]:
-        k = key(line)
+        k = _key(line, keep)
         if k not in fresh:
             rows.append(line)
+            stayed = True
         elif k not in placed:  # the measured row takes the place of the first old one of its key
             rows.append(fresh[k])
             placed.add(k)
     rows += [line for k, line in fresh.items() if k not in placed]
-    after = [line for line in old_lines[old_span[1]:] if line.strip() and line not in new_lines]
-    merged = new_lines[: new_span[0]] + rows + new_lines[new_span[1]:]
-    return "\n".join(merged + ([""] + after if after else []))
+    merged = "\n".join(new_lines[: new_span[0]] + rows + new_lines[new_span[1]:])
+    if not stayed:
+        return merged
+    ours = {_machine(p) for p in _paragraphs(new_lines[new_span[1]:])}
+    after = [p for p in _paragraphs(old_lines[old_span[1]:]) if _machine(p) not in ours]
+    return "\n\n".join([merged, *after])
+
+
+def _key(line: str, keep: int) -> tuple[str, ...]:
+    return tuple(_cells(line)[:keep])
+
+
+def _paragraphs(lines: list[str]) -> list[str]:
+    return [p.strip() for p in "\n".join(lines).split("\n\n") if p.strip()]
+
+
+def _machine(paragraph: str) -> str:
+    """A footer paragraph without what changes from run to run (its load averages)."""
+    return paragraph.split("Load average")[0].strip()
 
 
 def publish(args: argparse.Namespace, name: str, body: str, when: bool = True, keep: int = 0) -> None:
@@ -370,7 +390,8 @@ def measure_run(recipe: Recipe, seed: int, precision: str, ds: Dataset, out: Pat
     with timed(device) as wall:
         run = train_run(cfg, dataset=ds)
     m = run.metrics
-    compile_seconds = first_epoch_extra([h.seconds for h in run.train.history]) if compile else 0.0
+    small = recipe.augment.small_epochs(recipe.epochs)
+    compile_seconds = first_epoch_extra([h.seconds for h in run.train.history], small) if compile else 0.0
     return {
         "recipe": recipe.name, "seed": seed, "epochs": recipe.epochs, "validation": recipe.validation,
         "test_accuracy": m.test_accuracy, "train_seconds": m.train_seconds - compile_seconds,
@@ -382,8 +403,12 @@ def measure_run(recipe: Recipe, seed: int, precision: str, ds: Dataset, out: Pat
     }
 
 
-def first_epoch_extra(epoch_seconds: Sequence[float]) -> float:
-    """How much longer the first epoch took than the median of the others (0 with fewer than two epochs)."""
+def first_epoch_extra(epoch_seconds: Sequence[float], small: int = 0) -> float:
+    """How much longer the first epoch took than the median of the others (0 with fewer than two epochs). With
+    `small` downsized epochs first (progressive resizing), each size is compiled apart: the sum of the extra of
+    the first epoch of each size over the others of that size (a size with one epoch adds nothing)."""
+    if small:
+        return first_epoch_extra(epoch_seconds[:small]) + first_epoch_extra(epoch_seconds[small:])
     if len(epoch_seconds) < 2:
         return 0.0
     return max(0.0, epoch_seconds[0] - statistics.median(epoch_seconds[1:]))

@@ -1,5 +1,7 @@
 """benchmarks.kit's docs/results.md sections: a table that grows run by run keeps the rows it did not re-measure."""
 
+import pytest
+
 from benchmarks.kit import merge_tables, update_section
 
 OLD = """Intro.
@@ -47,3 +49,22 @@ def test_a_section_without_a_table_is_replaced(tmp_path):
     assert text.count("<!-- s:start -->") == 1
     assert [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")] == \
         ["`sota`", "`fast`", "`best`"]
+
+
+def test_footers_do_not_pile_up_and_go_with_the_rows_they_describe():
+    old = "| a | x |\n|---|---|\n| 1 | old |\n| 2 | old |\n\nMachine: A. Load average before the runs: 0.1.\n\nNote on 2."
+    new = "| a | x |\n|---|---|\n| 1 | new |\n\nMachine: A. Load average before the runs: 1.5."
+    merged = merge_tables(old, new, keep=1)
+    assert merged.count("Machine: A.") == 1 and "1.5." in merged and merged.endswith("Note on 2.")
+    again = merge_tables(merged, new.replace("1.5", "0.7"), keep=1)
+    assert again.count("Machine: A.") == 1 and "0.7." in again and "| 2 | old |" in again
+    everything = new.replace("| 1 | new |", "| 1 | new |\n| 2 | new |")
+    assert merge_tables(old, everything, keep=1) == everything  # every old row measured again: no old footers
+
+
+def test_a_changed_header_or_duplicate_keys_are_not_merged():
+    old = "| a | x |\n|---|---|\n| 1 | old |"
+    wider = "| a | x | y |\n|---|---|---|\n| 2 | new | 0 |"
+    assert merge_tables(old, wider, keep=1) == wider
+    with pytest.raises(ValueError, match="share"):
+        merge_tables(old, "| a | x |\n|---|---|\n| 2 | new |\n| 2 | newer |", keep=1)
