@@ -94,6 +94,17 @@ def test_unknown_recipe_and_bad_options_exit_2(cli, tiny_data_dir):
     assert cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--device", "tpu").exit_code == 2
 
 
+@pytest.mark.parametrize("args", [("fast", "--batch-size", "1"), ("baseline", "--set", "augment.resize=[20, 1]")])
+def test_settings_refused_before_training_leave_no_run_directory(cli, tiny_data_dir, tmp_path, args):
+    run_dir = tmp_path / "run"
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", *args, "--epochs", "2", "--out", run_dir)
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert not run_dir.exists()
+    run_dir.mkdir()  # a directory the user made stays, empty
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", *args, "--epochs", "2", "--out", run_dir)
+    assert r.exit_code == 2 and run_dir.is_dir() and not any(run_dir.iterdir())
+
+
 def test_limit_and_holdout_use_seeded_disjoint_subsets(tiny_data_dir, tmp_path):
     labels = np.arange(1000) % 10
     tr, va = holdout_split(labels, 0.1, seed=0)

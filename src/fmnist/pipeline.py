@@ -143,6 +143,7 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     train, val = split_for_validation(recipe, images, labels, test, cfg.options.seed)
 
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(recipe.name), resume, overwrite)
+    existed = run_dir.is_dir()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # read-only, full, not ours: one sentence naming --out
@@ -151,8 +152,17 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     if not resume:
         write_config(run_dir, cfg)
     checkpoint = run_dir / CHECKPOINT_FILE
-    result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks,
-                 init=None if resume else init, checkpoint=checkpoint, resume=resume)
+    try:
+        result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks,
+                     init=None if resume else init, checkpoint=checkpoint, resume=resume)
+    except UsageError:
+        # Refused before the first step (settings the model or data cannot take): no run was made, so its
+        # config goes (and the directory, if this run made it), and the same --out can be used again.
+        if not resume and not checkpoint.exists():
+            (run_dir / CONFIG_FILE).unlink(missing_ok=True)
+            if not existed and not any(run_dir.iterdir()):
+                run_dir.rmdir()
+        raise
 
     meta = ModelMeta.for_recipe(recipe, list(ds.classes), dataset=ds.name, dataset_checksum=ds.checksum)
     predictor = Predictor(result.model, meta, device=result.device)
