@@ -281,10 +281,10 @@ def append_result(path: Path, row: dict) -> None:
 def update_section(name: str, body: str, path: Path = RESULTS_MD, keep: int = 0) -> None:
     """Replace the section between <!-- NAME:start --> and <!-- NAME:end --> in docs/results.md (append if new).
 
-    With `keep` > 0, the section's table is merged instead of replaced: a row already there whose first `keep`
-    cells (its key) no row of `body` has stays, as do the lines after the table (machine, load) that `body`
-    lacks. A results file holds only the runs measured from this checkout, so a script that measures one
-    recipe leaves the rows of the others as they are.
+    With `keep` > 0, the section's table is merged instead of replaced (merge_tables): a row already there whose
+    first `keep` cells (its key) no row of `body` has stays, with the machine notes after the table. A results
+    file holds only the runs measured from this checkout, so a script that measures one recipe leaves the rows
+    of the others as they are.
     """
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = path.read_text() if path.exists() else "# Measured results\n"

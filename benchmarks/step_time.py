@@ -60,7 +60,8 @@ def time_steps(recipe: Recipe, options: TrainOptions, steps: int, warmup: int) -
     n = BATCHES * bs
     # Enough epochs that the schedule spans every step taken, as it does in a real run.
     # Full-size steps throughout: progressive resizing's small early epochs would make a step look cheaper.
-    recipe = recipe.replace(epochs=-(-(warmup + steps) // BATCHES), augment=dataclasses.replace(recipe.augment, resize=()))
+    recipe = recipe.replace(epochs=-(-(warmup + steps) // BATCHES),
+                            augment=dataclasses.replace(recipe.augment, resize=()))
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, n).astype(np.int64)

@@ -114,8 +114,8 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         _raise("augmentation", _problems({
             "alternate_flip needs flip": self.flip or not self.alternate_flip,
-            f"resize is [side, epochs] with a side of 8..27 pixels and epochs >= 1, or [] for none; got {self.resize!r}":
-                _resize_ok(self.resize),
+            f"resize is [side, epochs] with a side of 8..27 pixels and epochs >= 1, or [] for none; "
+            f"got {self.resize!r}": _resize_ok(self.resize),
             f"crop_padding must be an integer in 0..14, got {self.crop_padding!r}":
                 isinstance(self.crop_padding, int) and 0 <= self.crop_padding <= 14,
             f"erase must be a probability in [0, 1], got {self.erase!r}": _finite(self.erase) and 0 <= self.erase <= 1,
@@ -134,10 +134,10 @@ class AugmentConfig:
 
 
 def _resize_ok(value: Any) -> bool:
-    if isinstance(value, (list, tuple)) and len(value) == 0:
-        return True
-    return (isinstance(value, (list, tuple)) and len(value) == 2 and all(_whole(v) for v in value)
-            and 8 <= value[0] <= 27 and value[1] >= 1)
+    """Empty, or [side, epochs] with a side of 8..27 and epochs >= 1."""
+    if not isinstance(value, (list, tuple)):
+        return False
+    return not value or (len(value) == 2 and all(_whole(v) for v in value) and 8 <= value[0] <= 27 and value[1] >= 1)
 
 
 _NESTED = {"optimizer": OptimizerConfig, "schedule": ScheduleConfig, "augment": AugmentConfig}

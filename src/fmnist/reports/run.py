@@ -79,13 +79,13 @@ def _recipe_table(run: RunRecord) -> list[str]:
     sched = recipe.schedule
     params = ", ".join(f"{k} {getattr(sched, k):g}" for k in ("decay", "warmup", "final") if getattr(sched, k))
     aug = recipe.augment
+    small = aug.small_epochs(recipe.epochs)
     augment = ", ".join(
         part for part, on in ((f"random crop (padding {aug.crop_padding})", aug.crop_padding),
                               ("alternating horizontal flip" if aug.alternate_flip else "horizontal flip", aug.flip),
                               (f"random erasing (p {aug.erase})", aug.erase),
-                              (f"progressive resizing ({aug.resize[0]}x{aug.resize[0]} for the first "
-                               f"{aug.small_epochs(recipe.epochs)} epochs)" if aug.resize else "",
-                               aug.small_epochs(recipe.epochs)))
+                              (f"progressive resizing ({aug.resize[0]}x{aug.resize[0]} for the first {small} "
+                               "epochs)" if small else "", small))
         if on
     )
     rows = [

@@ -157,8 +157,8 @@ class _Pruning(Callbacks):
     """Reports each epoch's held-out accuracy to the trial; asks training to stop when the pruner says so.
 
     Epochs before `first` are not reported: a recipe with progressive resizing trains its early epochs on smaller
-    images than the held-out ones, and their held-out accuracy (57-72% after the first of `fast`'s 5 epochs in a sweep whose
-    trials ended at 92.7-93.1%) says little about how the trial will end."""
+    images than the held-out ones, and their held-out accuracy (57-72% after the first of `fast`'s 5 epochs, in a
+    sweep whose trials ended at 92.7-93.1%) says little about how the trial will end."""
 
     def __init__(self, trial, first: int = 1) -> None:
         self.trial, self.pruned, self.first = trial, False, first

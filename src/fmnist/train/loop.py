@@ -173,6 +173,7 @@ class Loop:
     flips: torch.Tensor | None  # alternating flips: each image's flip in even epochs (bool [N]); else None
     steps_per_epoch: int
     total_steps: int
+    small_epochs: int  # progressive resizing: the first epochs that train downsized (AugmentConfig.small_epochs)
     step: int = 0
     lr: float = float("nan")  # the schedule's learning rate last set (each group gets it times its lr_scale)
 
@@ -204,7 +205,8 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
     if init is None and hasattr(model, "fit_whitening"):
         sample = torch.randperm(n, generator=torch.Generator().manual_seed(options.seed))[:WHITENING_IMAGES]
         model.fit_whitening(x[sample.to(device)])
-    if recipe.augment.small_epochs(recipe.epochs):
+    small_epochs = recipe.augment.small_epochs(recipe.epochs)
+    if small_epochs:
         _check_size(model, x[:2], recipe)
     if bs == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise UsageError(f"recipe {recipe.name!r} has BatchNorm layers, which need at least 2 images per batch; "
@@ -235,6 +237,7 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
                if recipe.augment.alternate_flip else None),
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * recipe.epochs,
+        small_epochs=small_epochs,
     )
 
 
@@ -262,8 +265,7 @@ def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     if recipe.augment.enabled:
         epoch = loop.step // loop.steps_per_epoch
         flips = None if loop.flips is None else alternating_flips(loop.flips, idx, epoch)
-        small = epoch < recipe.augment.small_epochs(recipe.epochs)
-        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips, small)
+        xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips, epoch < loop.small_epochs)
     lr = learning_rate(recipe.schedule, recipe.optimizer.lr, loop.step, loop.total_steps)
     if lr != loop.lr:  # setting it costs as much as a small kernel; most steps skip it
         loop.lr = lr
