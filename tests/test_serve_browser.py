@@ -20,6 +20,7 @@ from tests.helpers import CLASSES, make_split, png_bytes, tiny_meta, tiny_model
 
 CHROMIUM = os.environ.get("FMNIST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+WAIT = 30_000  # ms: generous, since on 2 busy cores the first prediction can take seconds
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
 
@@ -40,24 +41,25 @@ def test_upload_shows_the_prediction_and_bars_then_a_gallery_image(served, tmp_p
     (tmp_path / "upload.png").write_bytes(png_bytes(upload))
     expected = CLASSES[int(predictor.predict_proba(upload[None]).argmax())]
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
         try:
             for name, viewport in (("desktop", {"width": 1100, "height": 900}), ("phone", {"width": 380, "height": 800})):
                 page = browser.new_page(viewport=viewport)
+                page.set_default_timeout(WAIT)
                 errors: list[str] = []
                 page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
                 page.on("requestfailed", lambda r, errors=errors: errors.append(f"request failed: {r.url}"))
                 page.goto(url + "/")
                 page.wait_for_selector("#card dd")  # the model card loaded
                 page.set_input_files("#files", str(tmp_path / "upload.png"))
-                page.wait_for_selector(".result .name", timeout=15_000)
-                assert page.inner_text(".result .name") == expected
-                assert page.locator(".result .bar").count() == len(CLASSES)
+                # expect() retries until the page shows it (or the timeout passes), so no step races the page.
+                sync_api.expect(page.locator(".result .name")).to_have_text(expected, timeout=WAIT)
+                sync_api.expect(page.locator(".result .bar")).to_have_count(len(CLASSES), timeout=WAIT)
                 assert page.locator(".result img.seen").get_attribute("src").startswith("data:image/png;base64,")
                 page.locator(".gallery button").first.focus()
                 page.keyboard.press("Enter")  # by keyboard
-                page.locator(".result").nth(1).wait_for(timeout=15_000)
-                assert page.locator("#confusion table tr").count() == len(CLASSES) + 1
+                sync_api.expect(page.locator(".result")).to_have_count(2, timeout=WAIT)
+                sync_api.expect(page.locator("#confusion table tr")).to_have_count(len(CLASSES) + 1, timeout=WAIT)
                 width = page.evaluate("document.documentElement.scrollWidth")
                 assert width <= viewport["width"], f"the page is wider ({width}px) than the {name} screen"
                 shot = tmp_path / f"page-{name}.png"
