@@ -59,6 +59,8 @@ ROWS: dict[str, Row] = {r.name: r for r in [
         ("model_args.bn_momentum=0.4", "lookahead=0.774"), "bn-bias-lr"),
     Row("alt-flip", "alternating flips", ("augment.alternate_flip=true",), "bn-bias-lr"),
     Row("tta-shift", "multi-crop TTA (flip and 1-pixel shifts)", ("tta_shift=1",), "bn-bias-lr"),
+    Row("whiten-bias", "the whitening layer's bias trained for the first 2 epochs only",
+        ("optimizer.whiten_bias_epochs=2",), "tta-shift"),
     Row("smooth-0.2", "label smoothing 0.2 (from 0.1)", ("label_smoothing=0.2",), "tta-shift"),
     Row("logit-scale", "logits scaled by 1/2", ("model_args.logit_scale=0.5",), "tta-shift"),
     Row("batch-512", "batch 512 at twice the learning rate (0.4)", ("batch_size=512", "optimizer.lr=0.4"), "tta-shift"),

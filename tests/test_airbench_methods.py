@@ -20,7 +20,7 @@ from fmnist.recipes.overrides import apply_assignment
 from fmnist.train.augment import alternating_flips, augment_batch, flip_plan
 from fmnist.train.ema import Lookahead, lookahead_decay
 from fmnist.train.loop import TrainData, fit
-from fmnist.train.optim import param_groups
+from fmnist.train.optim import freeze_groups, make_optimizer, param_groups
 from tests.helpers import AIRBENCH_RESNET as ALL_ON
 from tests.helpers import SMALL_RESNET as SMALL
 from tests.helpers import airbench_recipe, make_split
@@ -131,6 +131,38 @@ def test_param_groups_scale_batchnorm_biases_and_leave_out_frozen_weights():
     assert all(p.requires_grad for p in every)
     assert len(every) == sum(p.requires_grad for p in model.parameters())
     assert len(param_groups(model, OptimizerConfig())) == 1
+
+
+def test_whitening_bias_gets_a_group_that_stops_after_its_epochs():
+    model = ResNet(**ALL_ON)
+    cfg = OptimizerConfig(lr=0.1, norm_bias_lr=16, whiten_bias_epochs=2)
+    groups = param_groups(model, cfg)
+    white = [g for g in groups if "train_epochs" in g]
+    assert len(white) == 1 and white[0]["train_epochs"] == 2
+    assert [id(p) for p in white[0]["params"]] == [id(model.stem[0].bias)]
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
+    assert not any("train_epochs" in g for g in param_groups(model, OptimizerConfig(norm_bias_lr=16)))
+    opt = make_optimizer(cfg, groups, 0.1, torch.device("cpu"))
+    assert not freeze_groups(opt, 1) and not freeze_groups(opt, 2)
+    assert freeze_groups(opt, 3) and not freeze_groups(opt, 4)  # stopped once, after epoch 2
+    assert [g["lr_scale"] for g in opt.param_groups] == [1.0, 16, 0.0]
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "2"])
+def test_whiten_bias_epochs_is_checked(value):
+    with pytest.raises(UsageError, match="whiten_bias_epochs"):
+        OptimizerConfig(whiten_bias_epochs=value)
+
+
+def test_training_leaves_the_whitening_bias_once_its_epochs_are_over():
+    recipe = airbench_recipe(epochs=2)
+    def bias(epochs):
+        r = apply_assignment(recipe, f"optimizer.whiten_bias_epochs={epochs}")
+        return fit(r, data(), TrainOptions(seed=3, device="cpu")).model.state_dict()["stem.0.bias"]
+    never, first, always = bias(0), bias(1), bias("null")
+    assert torch.count_nonzero(never) == 0  # still its zero start
+    assert torch.count_nonzero(first) > 0 and not torch.equal(first, always)
+    assert torch.equal(first, bias(1))  # deterministic
 
 
 def test_alternating_flips_are_the_complement_every_other_epoch():

@@ -55,6 +55,9 @@ class OptimizerConfig:
     # Learning-rate multiplier of the BatchNorm biases, whose weight decay is divided by it (the decay per step,
     # lr * weight_decay, stays the same): airbench trains them at 64x the rate.
     norm_bias_lr: float = 1.0
+    # The patch-whitening layer's bias trains for this many epochs, then stays where it is (airbench: 3 of
+    # about 10); None trains it throughout, 0 never.
+    whiten_bias_epochs: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -69,6 +72,8 @@ class OptimizerConfig:
             f"eps must be a finite number > 0, got {self.eps!r}": _finite(self.eps) and self.eps > 0,
             f"norm_bias_lr must be a finite number > 0, got {self.norm_bias_lr!r}":
                 _finite(self.norm_bias_lr) and self.norm_bias_lr > 0,
+            f"whiten_bias_epochs must be a whole number >= 0 or null, got {self.whiten_bias_epochs!r}":
+                self.whiten_bias_epochs is None or (type(self.whiten_bias_epochs) is int and self.whiten_bias_epochs >= 0),
         }))
 
 

@@ -28,7 +28,7 @@ from fmnist.ops import conv_pool_relu as fused
 from fmnist.runtime import autocast, resolve_device, resolve_precision
 from fmnist.train.augment import alternating_flips, augment_batch, downsize, flip_plan
 from fmnist.train.ema import Lookahead, WeightEMA, lookahead_decay, recalibrate_batchnorm
-from fmnist.train.optim import make_optimizer, param_groups
+from fmnist.train.optim import freeze_groups, make_optimizer, param_groups
 from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
 from fmnist.train.schedules import learning_rate
 
@@ -298,6 +298,8 @@ def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int, posi
     """One pass over a fresh permutation of the training images (or, from a checkpoint's `position`, the rest of
     one); returns (mean loss, accuracy) of the epoch. Stops after a step when `cb.should_stop()` says so."""
     loop.model.train()
+    if freeze_groups(loop.optimizer, epoch):
+        loop.lr = float("nan")  # the next step sets every group's learning rate again
     cb.epoch_start(epoch, loop.recipe.epochs, loop.steps_per_epoch)
     bs = loop.recipe.batch_size
     running = RunningStats(loop.device)

@@ -7,22 +7,39 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fmnist.config import OptimizerConfig
+from fmnist.models.whiten import PatchWhitening
 
 
 def param_groups(model: nn.Module, cfg: OptimizerConfig) -> list[dict]:
     """The model's trainable parameters as optimizer groups, each with an `lr_scale` (its learning rate is the
     schedule's times that): BatchNorm biases at cfg.norm_bias_lr, with weight decay divided by it, the rest at 1.
-    Frozen parameters (requires_grad False) are left out."""
+    With cfg.whiten_bias_epochs, the patch-whitening biases form a group of their own whose `train_epochs` says
+    after which epoch the loop stops them (`freeze_groups`). Frozen parameters (requires_grad False) are left out."""
     norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, _BatchNorm) and m.bias is not None}
+    whiten_biases = ({id(m.bias) for m in model.modules() if isinstance(m, PatchWhitening) and m.bias is not None}
+                     if cfg.whiten_bias_epochs is not None else set())
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if cfg.norm_bias_lr == 1.0:
-        return [{"params": trainable, "lr_scale": 1.0}]
-    rest = [p for p in trainable if id(p) not in norm_biases]
-    biases = [p for p in trainable if id(p) in norm_biases]
-    groups = [{"params": rest, "lr_scale": 1.0}]
-    if biases:
-        groups.append({"params": biases, "lr_scale": cfg.norm_bias_lr, "weight_decay": cfg.weight_decay / cfg.norm_bias_lr})
+    scale_biases = cfg.norm_bias_lr != 1.0
+    groups = [{"params": [p for p in trainable if id(p) not in whiten_biases
+                          and not (scale_biases and id(p) in norm_biases)], "lr_scale": 1.0}]
+    if scale_biases:
+        groups.append({"params": [p for p in trainable if id(p) in norm_biases], "lr_scale": cfg.norm_bias_lr,
+                       "weight_decay": cfg.weight_decay / cfg.norm_bias_lr})
+    if whiten_biases:
+        groups.append({"params": [p for p in trainable if id(p) in whiten_biases], "lr_scale": 1.0,
+                       "train_epochs": cfg.whiten_bias_epochs})
     return [g for g in groups if g["params"]]
+
+
+def freeze_groups(optimizer: torch.optim.Optimizer, epoch: int) -> bool:
+    """Stop the groups whose `train_epochs` have passed before (1-based) `epoch` (their learning rate scale
+    becomes 0, so SGD leaves them where they are); True when one was stopped just now."""
+    stopped = False
+    for group in optimizer.param_groups:
+        if "train_epochs" in group and epoch > group["train_epochs"] and group["lr_scale"] != 0.0:
+            group["lr_scale"] = 0.0
+            stopped = True
+    return stopped
 
 
 def make_optimizer(cfg: OptimizerConfig, params, lr: float, device: torch.device) -> torch.optim.Optimizer:
