@@ -37,6 +37,7 @@ import torch
 from fmnist.config import Recipe, RunConfig, TrainOptions
 from fmnist.data import Dataset, Split, load_dataset
 from fmnist.data.splits import subset
+from fmnist.errors import UsageError
 from fmnist.fileio import write_json, write_text
 from fmnist.pipeline import train_run
 from fmnist.recipes import RECIPES
@@ -423,7 +424,13 @@ def current(row: dict) -> bool:
 
 
 def _same(a: dict, b: dict) -> bool:
-    """Two recipe configurations are the same once read as JSON (tuples and lists alike)."""
+    """Two recipe configurations are the same once read back as recipes and then as JSON: tuples and lists alike,
+    and a setting added after a row was recorded counts as its default (new settings default to the behaviour
+    from before them). A configuration that no longer reads as a recipe is not the same."""
+    try:
+        a, b = (Recipe.from_dict(c).to_dict() for c in (a, b))
+    except UsageError:
+        return False
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 

@@ -1,8 +1,10 @@
-"""benchmarks.kit's docs/results.md sections: a table that grows run by run keeps the rows it did not re-measure."""
+"""benchmarks.kit's docs/results.md sections: a table that grows run by run keeps the rows it did not re-measure;
+result rows recorded before a setting existed still count as measured with the recipe."""
 
 import pytest
 
-from benchmarks.kit import merge_tables, update_section
+from benchmarks.kit import current, merge_tables, update_section
+from fmnist.recipes import get_recipe
 
 OLD = """Intro.
 
@@ -68,3 +70,15 @@ def test_a_changed_header_or_duplicate_keys_are_not_merged():
     assert merge_tables(old, wider, keep=1) == wider
     with pytest.raises(ValueError, match="share"):
         merge_tables(old, "| a | x |\n|---|---|\n| 2 | new |\n| 2 | newer |", keep=1)
+
+
+def test_a_row_recorded_before_a_setting_existed_is_still_current():
+    config = get_recipe("sota").to_dict()
+    config["optimizer"].pop("whiten_bias_epochs")  # settings added later, at their defaults
+    config["augment"].pop("resize")
+    assert current({"recipe": "sota", "recipe_config": config})
+    changed = get_recipe("sota").to_dict()
+    changed["epochs"] += 1
+    assert not current({"recipe": "sota", "recipe_config": changed})
+    gone = dict(get_recipe("sota").to_dict(), removed_setting=1)
+    assert not current({"recipe": "sota", "recipe_config": gone})
