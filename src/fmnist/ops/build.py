@@ -1,4 +1,5 @@
-"""Builds conv_pool_relu.c with the system's C compiler, caches the library, and loads it through ctypes.
+"""Builds the fused CPU kernels (conv_pool_relu.c, pool_norm_relu.c) with the system's C compiler, caches each
+library, and loads it through ctypes.
 
 The library is built with the system's C compiler (`cc`, or $CC) for this machine's CPU and kept in
 <cache root>/kernels/ (fmnist.paths.cache_root: $FMNIST_CACHE, else
@@ -7,7 +8,7 @@ compiler and the CPU, so a changed file or another machine gets its own build. B
 Where there is no compiler, or the build fails, or FMNIST_FUSED=0 is set, `library()` returns None and the
 models run their layers one by one as before; `status()` says which.
 
-`load()` builds and loads once per process (functools.cache, so a test can swap in a fresh cache to start
+`load(name)` builds and loads each kernel once per process (functools.cache, so a test can swap in a fresh cache to start
 over). The FMNIST_FUSED switch is read on every `library()` and `status()` call, so it can be flipped at any
 time.
 """
@@ -52,6 +53,29 @@ PROTOTYPES: dict[str, tuple[str, tuple[type, ...]]] = {  # Library field -> (C s
 }
 RESTYPE = _INT
 
+# pool_norm_relu.c (fmnist.ops.pool_norm_relu):
+#   int fmnist_pool_norm_relu_forward(const uint16_t *x, int64_t N, int64_t H, int64_t W, int64_t C,
+#                                     const float *weight, const float *bias, float eps, uint16_t *pooled,
+#                                     uint8_t *arg, float *mean, float *invstd, float *var, uint16_t *out,
+#                                     double *scratch, int threads);
+#   int fmnist_pool_norm_relu_backward(const uint16_t *grad, const uint16_t *pooled, const uint8_t *arg, int64_t N,
+#                                      int64_t H, int64_t W, int64_t C, const float *weight, const float *bias,
+#                                      const float *mean, const float *invstd, uint16_t *grad_in,
+#                                      float *grad_weight, float *grad_bias, double *scratch, int threads);
+_F = ctypes.c_float
+POOL_NORM_RELU: dict[str, tuple[str, tuple[type, ...]]] = {
+    "forward": ("fmnist_pool_norm_relu_forward",
+                (_P, _I64, _I64, _I64, _I64, _P, _P, _F, _P, _P, _P, _P, _P, _P, _P, _INT)),
+    "backward": ("fmnist_pool_norm_relu_backward",
+                 (_P, _P, _P, _I64, _I64, _I64, _I64, _P, _P, _P, _P, _P, _P, _P, _P, _INT)),
+}
+
+# Each kernel: its source file and its functions.
+KERNELS: dict[str, tuple[Path, dict[str, tuple[str, tuple[type, ...]]]]] = {
+    "conv_pool_relu": (SOURCE, PROTOTYPES),
+    "pool_norm_relu": (Path(__file__).with_name("pool_norm_relu.c"), POOL_NORM_RELU),
+}
+
 
 @dataclass(frozen=True)
 class Library:
@@ -62,15 +86,30 @@ class Library:
     backward: Callable[..., int]
 
     @classmethod
-    def open(cls, path: Path) -> Library:
+    def open(cls, path: Path, prototypes: dict[str, tuple[str, tuple[type, ...]]] = PROTOTYPES) -> Library:
         """Load the shared library at `path` and declare its functions' argument and result types."""
         dll = ctypes.CDLL(str(path))
         functions = {}
-        for field, (symbol, argtypes) in PROTOTYPES.items():
+        for field, (symbol, argtypes) in prototypes.items():
             fn = getattr(dll, symbol)
             fn.argtypes, fn.restype = list(argtypes), RESTYPE
             functions[field] = fn
         return cls(path, **functions)
+
+
+class CallCounter:
+    """A count of fused forward runs in this process; the trainer reads it to report whether the kernel ran."""
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def add(self) -> None:
+        """Count one run."""
+        self._count += 1
+
+    def __call__(self) -> int:
+        """The runs counted so far."""
+        return self._count
 
 
 def cache_dir() -> Path:
@@ -97,25 +136,25 @@ def _cpu_signature() -> str:
     return f"{platform.machine()}|{fields}"
 
 
-def build(cc: str) -> Path:
-    """The library for this source, compiler and CPU from the first flag variant that compiles (cached)."""
+def build(cc: str, source: Path = SOURCE) -> Path:
+    """The library for `source`, this compiler and CPU from the first flag variant that compiles (cached)."""
     # Read from the cache, or built into a temporary file and renamed into place, so that a concurrent
     # process never loads a half-written library.
     version = subprocess.run([cc, "--version"], check=False, capture_output=True, text=True, timeout=30).stdout
     version = version.split("\n")[0]
-    identity = [SOURCE.read_bytes(), cc.encode(), version.encode(), _cpu_signature().encode()]
+    identity = [source.read_bytes(), cc.encode(), version.encode(), _cpu_signature().encode()]
     errors = []
     for extra in VARIANTS:
         flags = (*FLAGS, *extra)
         key = hashlib.sha256(b"\0".join([*identity, " ".join(flags).encode()])).hexdigest()[:16]
-        target = cache_dir() / f"conv_pool_relu-{key}.so"
+        target = cache_dir() / f"{source.stem}-{key}.so"
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            command = [cc, *flags, "-o", tmp, str(SOURCE), "-lm"]
+            command = [cc, *flags, "-o", tmp, str(source), "-lm"]
             done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
             if done.returncode == 0:
                 os.replace(tmp, target)
@@ -124,17 +163,18 @@ def build(cc: str) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise OSError(f"{cc} could not build {SOURCE.name}: " + " | ".join(errors))
+    raise OSError(f"{cc} could not build {source.name}: " + " | ".join(errors))
 
 
 @functools.cache
-def load() -> tuple[Library | None, str]:
-    """The built library and "available", or None and "unavailable: <why>" (tried once per process)."""
+def load(name: str = "conv_pool_relu") -> tuple[Library | None, str]:
+    """Kernel `name`'s built library and "available", or None and "unavailable: <why>" (tried once per process)."""
     cc = compiler()
     if cc is None:
         return None, "unavailable: no C compiler (cc, gcc or $CC) on PATH"
+    source, prototypes = KERNELS[name]
     try:
-        return Library.open(build(cc)), "available"
+        return Library.open(build(cc, source), prototypes), "available"
     except (OSError, AttributeError, subprocess.SubprocessError) as exc:  # AttributeError: a missing symbol
         return None, f"unavailable: {exc}"
 
@@ -144,11 +184,12 @@ def switched_off() -> bool:
     return os.environ.get(SWITCH, "1") == "0"
 
 
-def library() -> Library | None:
-    """The compiled kernels, or None when they are switched off or cannot be built here (see `status`)."""
-    return None if switched_off() else load()[0]
+def library(name: str = "conv_pool_relu") -> Library | None:
+    """Kernel `name`'s compiled functions, or None when the fused kernels are switched off or it cannot be built
+    here (see `status`)."""
+    return None if switched_off() else load(name)[0]
 
 
-def status() -> str:
-    """One line: whether the fused kernels are available, and why not when they are not."""
-    return f"off ({SWITCH}=0)" if switched_off() else load()[1]
+def status(name: str = "conv_pool_relu") -> str:
+    """One line: whether kernel `name` is available, and why not when it is not."""
+    return f"off ({SWITCH}=0)" if switched_off() else load(name)[1]

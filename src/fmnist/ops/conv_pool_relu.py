@@ -25,21 +25,7 @@ SWITCH = build.SWITCH  # the op's users (benchmarks/step_time.py) flip the switc
 status = build.status  # one line: available, or why not
 
 
-class CallCounter:
-    """A count of fused forward runs in this process; the trainer reads it to report whether the kernel ran."""
-
-    def __init__(self) -> None:
-        self._count = 0
-
-    def add(self) -> None:
-        """Count one run."""
-        self._count += 1
-
-    def __call__(self) -> int:
-        """The runs counted so far."""
-        return self._count
-
-
+CallCounter = build.CallCounter
 calls = CallCounter()  # counted by the op's real implementation: tracing with fake tensors runs none
 
 
