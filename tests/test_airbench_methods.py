@@ -20,6 +20,7 @@ from fmnist.recipes.overrides import apply_assignment
 from fmnist.train.augment import alternating_flips, augment_batch, flip_plan
 from fmnist.train.ema import Lookahead, lookahead_decay
 from fmnist.train.loop import TrainData, fit
+from fmnist.train.muon import orthogonalize
 from fmnist.train.optim import freeze_groups, make_optimizer, param_groups
 from tests.helpers import AIRBENCH_RESNET as ALL_ON
 from tests.helpers import SMALL_RESNET as SMALL
@@ -280,3 +281,60 @@ def test_a_model_with_every_method_rebuilds_from_its_arguments():
     model = build_model("resnet", in_channels=1, num_classes=10, **ALL_ON)
     again = build_model("resnet", in_channels=1, num_classes=10, **ALL_ON)
     again.load_state_dict(model.state_dict(), strict=True)
+
+
+def test_a_stopped_group_stops_asking_for_gradients():
+    model = ResNet(**ALL_ON)
+    cfg = OptimizerConfig(lr=0.1, whiten_bias_epochs=1)
+    opt = make_optimizer(cfg, param_groups(model, cfg), 0.1, torch.device("cpu"))
+    bias = model.stem[0].bias
+    assert bias.requires_grad
+    freeze_groups(opt, 2)
+    assert not bias.requires_grad  # the backward pass no longer computes what only fed it
+    model(torch.randn(4, 1, 16, 16)).sum().backward()
+    assert bias.grad is None
+    opt.step()  # the stopped group has no gradients: skipped, as SGD skips them
+
+
+def test_muon_orthogonalizes_to_singular_values_near_one():
+    g = torch.randn(24, 90, generator=torch.Generator().manual_seed(0))
+    for shape in [(24, 90), (90, 24)]:
+        m = g if shape == (24, 90) else g.T
+        for dtype in (torch.float32, torch.bfloat16):
+            o = orthogonalize(m, dtype=dtype)
+            assert o.shape == m.shape and o.dtype == m.dtype
+            s = torch.linalg.svdvals(o.float())
+            assert 0.6 < float(s.min()) and float(s.max()) < 1.25
+    assert torch.equal(orthogonalize(g), orthogonalize(g))
+
+
+def test_muon_takes_the_filters_and_pins_their_norms():
+    model = ResNet(**ALL_ON)
+    cfg = OptimizerConfig(name="muon", lr=0.1, momentum=0.9, nesterov=True, muon_lr=0.2, muon_momentum=0.6)
+    groups = param_groups(model, cfg)
+    muon = [g for g in groups if g.get("muon")]
+    filters = [p for p in model.parameters() if p.requires_grad and p.dim() == 4]
+    assert len(muon) == 1 and [id(p) for p in muon[0]["params"]] == [id(p) for p in filters]
+    assert muon[0]["lr_scale"] == pytest.approx(2.0) and muon[0]["momentum"] == 0.6
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
+    opt = make_optimizer(cfg, groups, 0.1, torch.device("cpu"))
+    model.fit_whitening(correlated_images(16))
+    head_before = model.head.weight.detach().clone()
+    F.cross_entropy(model(torch.randn(8, 1, 16, 16)), torch.arange(8)).backward()
+    opt.step()
+    for p in filters:
+        assert float(p.detach().norm()) == pytest.approx(p.shape[0] ** 0.5, rel=0.2)  # pinned, then one step of 0.2
+    assert not torch.equal(model.head.weight, head_before)  # the rest trains by SGD
+
+
+def test_training_with_muon_is_deterministic():
+    recipe = airbench_recipe().replace(optimizer=OptimizerConfig(name="muon", lr=0.1, momentum=0.9, nesterov=True))
+    a = fit(recipe, data(), TrainOptions(seed=7, device="cpu")).model.state_dict()
+    b = fit(recipe, data(), TrainOptions(seed=7, device="cpu")).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change", [{"muon_lr": -1}, {"muon_momentum": 1.0}, {"name": "muon", "lr": 0.0}])
+def test_muon_settings_are_checked(change):
+    with pytest.raises(UsageError, match="muon"):
+        OptimizerConfig(**change)

@@ -10,7 +10,8 @@ from fmnist.config import TrainOptions
 from fmnist.data.transforms import to_device_tensors
 from fmnist.inference import batched_logits, loss_and_accuracy
 from fmnist.recipes import get_recipe
-from fmnist.train.loop import Callbacks, RunningStats, TrainData, fit, start, train_step
+from fmnist.train.loop import Callbacks, TrainData, fit, start, train_step
+from fmnist.train.stats import RunningStats
 from tests.helpers import make_split
 
 

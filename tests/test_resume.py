@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fmnist.config import TrainOptions
+from fmnist.config import OptimizerConfig, TrainOptions
 from fmnist.errors import DataError
 from fmnist.recipes import get_recipe
 from fmnist.train.loop import Callbacks, TrainData, TrainingInterrupted, fit
@@ -30,11 +30,18 @@ def data():
 
 # minivgg: Dropout (the global generator), BatchNorm buffers, SGD momentum with a decaying lr; fast: augmentation
 # (its own generator), Nesterov, one-cycle, label smoothing, flip TTA in validation; seed004 with Adam's moments;
-# airbench: lookahead's average, alternating flips, a fitted whitening layer, two learning-rate groups.
+# airbench: lookahead's average, alternating flips, a fitted whitening layer, two learning-rate groups; pruned:
+# data pruning's scores and weights (epoch 2 prunes), Muon's filter updates, a whitening bias stopped after epoch 1.
 @pytest.mark.parametrize("name, stop_after", [("minivgg", 6), ("minivgg", 4), ("fast", 5), ("seed004", 7),
-                                              ("airbench", 5)])
+                                              ("airbench", 5), ("pruned", 4), ("pruned", 5)])
 def test_interrupt_and_resume_give_the_uninterrupted_weights(tmp_path, name, stop_after):
-    recipe = airbench_recipe(epochs=3) if name == "airbench" else get_recipe(name).replace(epochs=3, batch_size=32)
+    if name == "airbench":
+        recipe = airbench_recipe(epochs=3)
+    elif name == "pruned":
+        recipe = airbench_recipe(epochs=3).replace(prune=0.5, prune_until=1.0, optimizer=OptimizerConfig(
+            name="muon", lr=0.1, momentum=0.9, nesterov=True, norm_bias_lr=16, whiten_bias_epochs=1))
+    else:
+        recipe = get_recipe(name).replace(epochs=3, batch_size=32)
     if name == "fast":
         recipe = recipe.replace(model_args={"stem": 8, "widths": [8, 16], "blocks": [0, 1]})
     options = TrainOptions(seed=5, device="cpu")

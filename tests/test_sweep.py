@@ -107,7 +107,7 @@ def test_train_takes_the_settings_a_sweep_prints(cli, tiny_data_dir, tmp_path):
 
 def test_epochs_at_a_smaller_size_are_not_reported_to_the_pruner():
     from fmnist.sweep.study import _Pruning
-    from fmnist.train.loop import EpochStats
+    from fmnist.train.stats import EpochStats
 
     class Trial:
         def __init__(self):

@@ -17,7 +17,7 @@ from fmnist.errors import UsageError
 
 Validation = Literal["test", "holdout", "none"]
 VALIDATIONS = ("test", "holdout", "none")
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "muon")
 SCHEDULES = ("constant", "keras_decay", "onecycle", "cosine")
 PRECISIONS = ("auto", "bf16", "fp32")  # a recipe's numerics
 RUN_PRECISIONS = ("recipe", *PRECISIONS)  # a run may defer to its recipe's
@@ -43,9 +43,13 @@ def _raise(kind: str, problems: list[str]) -> None:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """Optimizer settings. Adam defaults are Keras' (lr 1e-3, betas 0.9/0.999, eps 1e-7)."""
+    """Optimizer settings. Adam defaults are Keras' (lr 1e-3, betas 0.9/0.999, eps 1e-7).
 
-    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    `muon` updates the convolution filters with Muon (fmnist.train.muon: Nesterov momentum `muon_momentum`, the
+    update orthogonalized, each filter bank's norm held fixed) at `muon_lr`, and every other parameter with SGD
+    at `lr`, `momentum`, `nesterov` and `weight_decay`; the schedule scales both rates alike."""
+
+    name: Literal["sgd", "adam", "adamw", "muon"] = "sgd"
     lr: float = 0.01
     momentum: float = 0.0
     nesterov: bool = False
@@ -58,6 +62,8 @@ class OptimizerConfig:
     # The patch-whitening layer's bias trains for this many epochs, then stays where it is (airbench: 3 of
     # about 10); None trains it throughout, 0 never.
     whiten_bias_epochs: int | None = None
+    muon_lr: float = 0.24  # name "muon": the filters' peak learning rate (airbench94_muon's 0.24)
+    muon_momentum: float = 0.6  # name "muon": the filters' Nesterov momentum (airbench94_muon's 0.6)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -74,6 +80,10 @@ class OptimizerConfig:
                 _finite(self.norm_bias_lr) and self.norm_bias_lr > 0,
             f"whiten_bias_epochs must be a whole number >= 0 or null, got {self.whiten_bias_epochs!r}":
                 self.whiten_bias_epochs is None or (type(self.whiten_bias_epochs) is int and self.whiten_bias_epochs >= 0),
+            f"muon_lr must be a finite number >= 0, got {self.muon_lr!r}": _finite(self.muon_lr) and self.muon_lr >= 0,
+            f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}":
+                _finite(self.muon_momentum) and 0 <= self.muon_momentum < 1,
+            "muon needs lr > 0 (the schedule scales muon_lr by lr's ratio)": self.name != "muon" or self.lr > 0,
         }))
 
 
@@ -171,6 +181,11 @@ class Recipe:
     # airbench's lookahead: every 5 steps the weights move to an average of themselves kept with this decay,
     # ramped up as (progress)^3; at the end the model is the average. 0 disables it.
     lookahead: float = 0.0
+    # Dynamic data pruning (fmnist.train.prune, after InfoBatch): from the second epoch until `prune_until` of the
+    # run (never the last epoch), each epoch leaves out this fraction of the images whose last loss was below the
+    # mean, and weighs the others of them up to keep the gradient unbiased. 0 disables it.
+    prune: float = 0.0
+    prune_until: float = 0.875
     # Numerics of the forward/backward pass: "fp32", "bf16" (autocast; weights, optimizer and the logits
     # layer stay fp32, see fmnist.models.layers.Classifier) or "auto" (bf16 where the hardware runs it
     # natively). Chosen per recipe from measurements (docs/results.md): bf16 halves a `baseline` step on
@@ -204,6 +219,9 @@ class Recipe:
             f"tta_shift must be a whole number in 0..4, got {self.tta_shift!r}":
                 _whole(self.tta_shift) and 0 <= self.tta_shift <= 4,
             f"lookahead must be in [0, 1), got {self.lookahead!r}": _finite(self.lookahead) and 0 <= self.lookahead < 1,
+            f"prune must be a fraction in [0, 1), got {self.prune!r}": _finite(self.prune) and 0 <= self.prune < 1,
+            f"prune_until must be a fraction in [0, 1], got {self.prune_until!r}":
+                _finite(self.prune_until) and 0 <= self.prune_until <= 1,
             f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}": self.precision in PRECISIONS,
             f"mean must be a finite number, got {self.mean!r}": _finite(self.mean),
             f"std must be a finite number > 0, got {self.std!r}": _finite(self.std) and self.std > 0,

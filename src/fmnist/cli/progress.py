@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from fmnist.cli.common import err
-from fmnist.train.loop import Callbacks, EpochStats
+from fmnist.train.loop import Callbacks
+from fmnist.train.stats import EpochStats
 
 
 class EpochProgress(Callbacks):

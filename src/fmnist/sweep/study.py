@@ -28,7 +28,8 @@ from fmnist.recipes import get_recipe
 from fmnist.recipes.overrides import override
 from fmnist.runtime import available_cores, set_threads
 from fmnist.sweep.space import Param
-from fmnist.train.loop import Callbacks, EpochStats, TrainData, TrainingInterrupted, fit
+from fmnist.train.loop import Callbacks, TrainData, TrainingInterrupted, fit
+from fmnist.train.stats import EpochStats
 
 INSTALL = "pip install 'fmnist[sweep]'"
 FINISHED = ("COMPLETE", "PRUNED")

@@ -25,12 +25,15 @@ from fmnist.errors import FmnistError, UsageError
 from fmnist.inference import batched_logits, loss_and_accuracy
 from fmnist.models import build_model
 from fmnist.ops import conv_pool_relu as fused
+from fmnist.ops import pool_norm_relu
 from fmnist.runtime import autocast, resolve_device, resolve_precision
 from fmnist.train.augment import alternating_flips, augment_batch, downsize, flip_plan
 from fmnist.train.ema import Lookahead, WeightEMA, lookahead_decay, recalibrate_batchnorm
+from fmnist.train import prune
 from fmnist.train.optim import freeze_groups, make_optimizer, param_groups
 from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
 from fmnist.train.schedules import learning_rate
+from fmnist.train.stats import EpochStats, RunningStats
 
 EMA_EVERY = 5  # steps between EMA updates (decay**5 each time): the average costs 1/5 as much
 EMA_CALIBRATION = 10_000  # training images that set the averaged weights' BatchNorm statistics
@@ -47,23 +50,6 @@ class TrainData:
     train: Arrays
     val: Arrays | None
     num_classes: int
-
-
-@dataclass
-class EpochStats:
-    """One row of history.csv."""
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    val_loss: float | None
-    val_acc: float | None
-    lr: float
-    seconds: float
-
-    def as_dict(self) -> dict:
-        """The row as a dict (keys in history.csv order)."""
-        return dict(self.__dict__)
 
 
 class Callbacks:
@@ -103,55 +89,6 @@ class TrainResult:
     extras: dict = field(default_factory=dict)
 
 
-class RunningStats:
-    """The epoch's running training loss and accuracy, kept on the device until read.
-
-    A step only appends its loss and predictions (one argmax kernel); the sums happen when the progress bar
-    or the epoch asks (every `progress_every` steps). Summing on the device every step instead cost about
-    50 us of a 1.3 ms `baseline` step.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss_sum = torch.zeros((), device=device)
-        self.correct = torch.zeros((), device=device, dtype=torch.long)
-        self.seen = 0
-        self._losses: list[torch.Tensor] = []
-        self._sizes: list[int] = []
-        self._preds: list[torch.Tensor] = []
-        self._labels: list[torch.Tensor] = []
-
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Record one batch: its mean loss, its logits' predictions and its labels."""
-        self._losses.append(loss.detach())
-        self._sizes.append(len(labels))
-        self._preds.append(logits.detach().argmax(1))
-        self._labels.append(labels)
-
-    def totals(self) -> tuple[float, int, int]:
-        """(summed loss, correct count, images seen) so far: what a checkpoint keeps."""
-        self.read()
-        return float(self.loss_sum), int(self.correct), self.seen
-
-    def restore(self, totals: tuple[float, int, int]) -> None:
-        """Continue from the totals a checkpoint kept."""
-        loss_sum, correct, seen = totals
-        self.loss_sum.fill_(loss_sum)
-        self.correct.fill_(correct)
-        self.seen = seen
-
-    def read(self) -> tuple[float, float]:
-        """(mean loss, accuracy) over every batch added so far this epoch: one read back from the device."""
-        if self._losses:
-            sizes = torch.tensor(self._sizes, dtype=torch.float32, device=self.loss_sum.device)
-            self.loss_sum += (torch.stack(self._losses).float() * sizes).sum()
-            self.correct += (torch.cat(self._preds) == torch.cat(self._labels)).sum()
-            self.seen += sum(self._sizes)
-            for pending in (self._losses, self._sizes, self._preds, self._labels):
-                pending.clear()
-        seen = max(1, self.seen)
-        return self.loss_sum.item() / seen, self.correct.item() / seen
-
-
 @dataclass
 class Loop:
     """Everything the steps of one `fit` share, built once by `start`; `step` counts optimizer steps so far."""
@@ -174,7 +111,17 @@ class Loop:
     steps_per_epoch: int
     total_steps: int
     small_epochs: int  # progressive resizing: the first epochs that train downsized (AugmentConfig.small_epochs)
+    # Dynamic data pruning (Recipe.prune, fmnist.train.prune): each image's last loss (+inf until scored) and this
+    # epoch's loss weight per image; None without pruning.
+    scores: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
     step: int = 0
+    epoch: int = 1  # the epoch in progress, 1-based
+    # Where the learning-rate schedule stands, in full epochs' steps: equal to `step` unless pruning shortened
+    # an epoch, whose steps then each advance it by steps_per_epoch / the epoch's steps.
+    schedule_step: float = 0.0
+    schedule_stride: float = 1.0
+    epoch_steps: int = 0  # the steps of the epoch in progress (fewer than steps_per_epoch in a pruned epoch)
     lr: float = float("nan")  # the schedule's learning rate last set (each group gets it times its lr_scale)
 
     @property
@@ -211,18 +158,14 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
     if bs == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise UsageError(f"recipe {recipe.name!r} has BatchNorm layers, which need at least 2 images per batch; "
                          "use --batch-size 2 or more")
-    steps_per_epoch = n // bs if recipe.drop_last and n >= bs else (n + bs - 1) // bs
-    if not recipe.drop_last and n > bs and n % bs == 1:
-        # A last batch of one image would fail in BatchNorm's training mode (one value per channel has no
-        # variance): it joins the batch before it instead (train_epoch's last slice runs to the end).
-        steps_per_epoch -= 1
+    steps_per_epoch = _steps(n, bs, recipe.drop_last)
     groups = param_groups(model, recipe.optimizer)
     params = [p for g in groups for p in g["params"]]
     return Loop(
         recipe=recipe,
         model=model,
         forward=torch.compile(model) if options.compile else model,
-        optimizer=make_optimizer(recipe.optimizer, groups, recipe.optimizer.lr, device),
+        optimizer=make_optimizer(recipe.optimizer, groups, recipe.optimizer.lr, device, amp or torch.float32),
         params=params,
         ema=WeightEMA(model, recipe.ema_decay) if recipe.ema_decay else None,
         lookahead=Lookahead(model) if recipe.lookahead else None,
@@ -238,7 +181,18 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
         steps_per_epoch=steps_per_epoch,
         total_steps=steps_per_epoch * recipe.epochs,
         small_epochs=small_epochs,
+        scores=torch.full((n,), prune.UNSCORED, device=device) if recipe.prune else None,
     )
+
+
+def _steps(n: int, bs: int, drop_last: bool) -> int:
+    """Optimizer steps in an epoch of n images at batch size bs."""
+    steps = n // bs if drop_last and n >= bs else (n + bs - 1) // bs
+    if not drop_last and n > bs and n % bs == 1:
+        # A last batch of one image would fail in BatchNorm's training mode (one value per channel has no
+        # variance): it joins the batch before it instead (train_epoch's last slice runs to the end).
+        steps -= 1
+    return steps
 
 
 @torch.no_grad()
@@ -263,26 +217,32 @@ def train_step(loop: Loop, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     recipe, opt = loop.recipe, loop.optimizer
     xb, yb = loop.x.index_select(0, idx), loop.y.index_select(0, idx)
     if recipe.augment.enabled:
-        epoch = loop.step // loop.steps_per_epoch
+        epoch = loop.epoch - 1  # 0-based
         flips = None if loop.flips is None else alternating_flips(loop.flips, idx, epoch)
         xb = augment_batch(xb, recipe.augment, loop.augment, loop.background, flips, epoch < loop.small_epochs)
-    lr = learning_rate(recipe.schedule, recipe.optimizer.lr, loop.step, loop.total_steps)
+    lr = learning_rate(recipe.schedule, recipe.optimizer.lr, loop.schedule_step, loop.total_steps)
     if lr != loop.lr:  # setting it costs as much as a small kernel; most steps skip it
         loop.lr = lr
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
     with loop.mixed:
         logits = loop.forward(xb)
-    loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
+    if loop.scores is None:
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing)
+    else:  # each image's loss is kept for pruning's next choice; the weights undo a pruned epoch's bias
+        losses = F.cross_entropy(logits.float(), yb, label_smoothing=recipe.label_smoothing, reduction="none")
+        loop.scores.index_copy_(0, idx, losses.detach())
+        loss = losses.mean() if loop.weights is None else (losses * loop.weights.index_select(0, idx)).mean()
     for p in loop.params:  # what zero_grad(set_to_none=True) does, without its ~20 us of machinery
         p.grad = None
     loss.backward()
     opt.step()
     loop.step += 1
+    loop.schedule_step += loop.schedule_stride
     if loop.ema is not None and loop.step % EMA_EVERY == 0:
         loop.ema.update(recipe.ema_decay**EMA_EVERY)
     if loop.lookahead is not None and loop.step % LOOKAHEAD_EVERY == 0:
-        loop.lookahead.update(lookahead_decay(recipe.lookahead, loop.step, loop.total_steps))
+        loop.lookahead.update(lookahead_decay(recipe.lookahead, loop.schedule_step, loop.total_steps))
     return loss, logits, yb
 
 
@@ -298,9 +258,9 @@ def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int, posi
     """One pass over a fresh permutation of the training images (or, from a checkpoint's `position`, the rest of
     one); returns (mean loss, accuracy) of the epoch. Stops after a step when `cb.should_stop()` says so."""
     loop.model.train()
+    loop.epoch = epoch
     if freeze_groups(loop.optimizer, epoch):
         loop.lr = float("nan")  # the next step sets every group's learning rate again
-    cb.epoch_start(epoch, loop.recipe.epochs, loop.steps_per_epoch)
     bs = loop.recipe.batch_size
     running = RunningStats(loop.device)
     if position is not None and position.perm is not None:
@@ -308,10 +268,19 @@ def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int, posi
         running.restore(position.running)
     else:
         perm, first = torch.randperm(len(loop.x), generator=loop.shuffle).to(loop.device), 0
-    for i in range(first, loop.steps_per_epoch):
-        end = len(perm) if i + 1 == loop.steps_per_epoch and not loop.recipe.drop_last else (i + 1) * bs
+        loop.weights = None
+        if loop.scores is not None and epoch in prune.epochs_pruned(loop.recipe.prune, loop.recipe.prune_until,
+                                                                     loop.recipe.epochs):
+            kept, loop.weights = prune.select(loop.scores, loop.recipe.prune, loop.augment)
+            perm = kept[torch.randperm(len(kept), generator=loop.shuffle).to(loop.device)]
+    steps = loop.epoch_steps = _steps(len(perm), bs, loop.recipe.drop_last)
+    loop.schedule_stride = loop.steps_per_epoch / steps
+    loop.schedule_step = (epoch - 1) * loop.steps_per_epoch + first * loop.schedule_stride
+    cb.epoch_start(epoch, loop.recipe.epochs, steps)
+    for i in range(first, steps):
+        end = len(perm) if i + 1 == steps and not loop.recipe.drop_last else (i + 1) * bs
         running.add(*train_step(loop, perm[i * bs : end]))
-        if (i + 1) % progress_every == 0 or i + 1 == loop.steps_per_epoch:
+        if (i + 1) % progress_every == 0 or i + 1 == steps:
             cb.step(i + 1, *running.read())
         if cb.should_stop():
             raise _Stop(Position(epoch, i + 1, perm, running.totals()))
@@ -362,7 +331,7 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
         order = torch.randperm(len(loop.x), generator=torch.Generator().manual_seed(options.seed))
         calibration = order[:EMA_CALIBRATION].to(loop.device)
     history = [EpochStats(**row) for row in position.history]
-    fused_before = fused.calls()
+    fused_before = fused.calls(), pool_norm_relu.calls()
     t_start = time.perf_counter() - position.seconds
     for epoch in range(position.epoch, recipe.epochs + 1):
         t0 = time.perf_counter()
@@ -373,7 +342,7 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
             stop.position.history, stop.position.seconds = [h.as_dict() for h in history], time.perf_counter() - t_start
             saved = save_checkpoint(checkpoint, loop, stop.position, identity) if checkpoint else None
             raise TrainingInterrupted(f"training stopped in epoch {epoch} after step {stop.position.done} of "
-                                      f"{loop.steps_per_epoch}", saved) from None
+                                      f"{loop.epoch_steps}", saved) from None
         lr = loop.optimizer.param_groups[0]["lr"]
         final = epoch == recipe.epochs
         if final and loop.lookahead is not None:
@@ -389,6 +358,7 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
         loop.ema.swap()  # the averaged weights are the final model, with BatchNorm statistics of their own
         recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)
     loop.model.eval()
-    kernels = ["conv_pool_relu"] if fused.calls() > fused_before else []
+    kernels = [name for name, before, after in zip(("conv_pool_relu", "pool_norm_relu"), fused_before,
+                                                   (fused.calls(), pool_norm_relu.calls())) if after > before]
     return TrainResult(loop.model, history, time.perf_counter() - t_start, loop.device,
                        "fp32" if loop.amp is None else "bf16", torch.get_num_threads(), extras={"fused_kernels": kernels})

@@ -60,6 +60,9 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, iden
         if average is not None:
             for i, t in enumerate(average.shadow):
                 tensors[f"{kind}.{i}"] = t
+    for name in ("scores", "weights"):  # data pruning's last losses and the epoch's loss weights
+        if getattr(loop, name, None) is not None:
+            tensors[f"prune.{name}"] = getattr(loop, name)
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.shuffle"] = loop.shuffle.get_state()
     tensors["rng.augment"] = loop.augment.get_state()
@@ -109,6 +112,10 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
             if average is not None:
                 for i, t in enumerate(average.shadow):
                     t.copy_(tensors[f"{kind}.{i}"])
+        if loop.scores is not None:
+            loop.scores.copy_(tensors["prune.scores"])
+            weights = tensors.get("prune.weights")
+            loop.weights = weights.to(loop.device) if weights is not None else None
         torch.set_rng_state(tensors["rng.torch"])
         loop.shuffle.set_state(tensors["rng.shuffle"])
         loop.augment.set_state(tensors["rng.augment"])
