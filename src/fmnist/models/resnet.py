@@ -23,11 +23,25 @@ from torch import nn
 from fmnist.models.layers import Classifier
 from fmnist.models.whiten import PatchWhitening
 from fmnist.ops import pool_norm_relu as fused
+from fmnist.ops import small_conv
+
+
+class Conv3x3(nn.Conv2d):
+    """A 3x3 convolution, padding 1, no bias (BN follows). Training on small maps on a CPU, its weight gradient is
+    computed as a forward convolution (fmnist.ops.small_conv: same values, several times faster at 3x3)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1) and small_conv.applies(x, self.weight):
+            return small_conv.conv3x3(x, self.weight)
+        return super().forward(x)
 
 
 def conv_bn(in_ch: int, out_ch: int, stride: int = 1) -> list[nn.Module]:
     """3x3 conv (no bias: BN follows) + BatchNorm."""
-    return [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(out_ch)]
+    return [Conv3x3(in_ch, out_ch, stride), nn.BatchNorm2d(out_ch)]
 
 
 class ResidualBlock(nn.Module):
@@ -50,7 +64,7 @@ class Stage(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, blocks: int) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            Conv3x3(in_ch, out_ch),
             nn.MaxPool2d(2),
             nn.BatchNorm2d(out_ch),
             nn.ReLU(inplace=True),
