@@ -47,7 +47,8 @@ class Row:
 # 32-64-128, lr 0.2, weight decay 5e-4, flip TTA only, no resizing). The settings `fast` has changed since are
 # spelled out here; the others (batch, schedule, label smoothing, crop and flip, precision) still come from it.
 ROOT = (f"epochs={EPOCHS}", 'model_args={"stem": 16, "widths": [32, 64, 128], "blocks": [0, 1, 0]}', "optimizer.lr=0.2",
-        "optimizer.weight_decay=5e-4", "optimizer.norm_bias_lr=1", "tta_shift=0", "augment.resize=[]")
+        "optimizer.weight_decay=5e-4", "optimizer.norm_bias_lr=1", "tta_shift=0", "augment.resize=[]",
+        "augment.crop_padding=2", "optimizer.whiten_bias_epochs=null", "batch_size=256")
 
 ROWS: dict[str, Row] = {r.name: r for r in [
     Row("baseline", f"`fast` for {EPOCHS} epochs", ROOT),
@@ -67,6 +68,15 @@ ROWS: dict[str, Row] = {r.name: r for r in [
     Row("progressive", "progressive resizing: the first 2 epochs at 20x20", ("augment.resize=[20, 2]",), "tta-shift"),
     Row("narrow-early", "fewer channels early: stem 8, stages 24-64-128 (11.3 M MACs, from 14.6 M)",
         ('model_args.stem=8', 'model_args.widths=[24, 64, 128]'), "tta-shift"),
+    Row("no-crop", "no random crop (flips only)", ("augment.crop_padding=0",), "tta-shift"),
+    Row("muon", "Muon for the convolution filters (lr 0.08, momentum 0.6; SGD for the rest)",
+        ("optimizer.name=muon", "optimizer.muon_lr=0.08"), "tta-shift"),
+    Row("prune", "data pruning (InfoBatch): half of the learned images sit out epochs 2-5", ("prune=0.5",),
+        "tta-shift"),
+    Row("bn-calibration", "BatchNorm statistics recomputed from 10,000 training images after the last step",
+        ("bn_calibration=10000",), "tta-shift"),
+    Row("last-pool", "no pooling in the last stage (global pooling over 7x7 instead of 3x3)",
+        ("model_args.last_pool=false",), "tta-shift"),
 ]}
 
 

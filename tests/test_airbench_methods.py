@@ -338,3 +338,28 @@ def test_training_with_muon_is_deterministic():
 def test_muon_settings_are_checked(change):
     with pytest.raises(UsageError, match="muon"):
         OptimizerConfig(**change)
+
+
+def test_bn_calibration_recomputes_the_statistics_from_training_images():
+    recipe = airbench_recipe(epochs=1).replace(model_args=SMALL, lookahead=0.0, bn_calibration=40)
+    d = data()
+    options = TrainOptions(seed=3, device="cpu", precision="fp32", channels_last=False)
+    model = fit(recipe, d, options).model
+    plain = fit(recipe.replace(bn_calibration=0), d, options).model
+    first = model.stages[0]
+    order = torch.randperm(len(d.train[1]), generator=torch.Generator().manual_seed(3))[:40]
+    x = (torch.from_numpy(d.train[0][order.numpy()]).float()[:, None] / 255 - recipe.mean) / recipe.std
+    with torch.no_grad():
+        pre = first[1](first[0](model.stem(x)))  # what the stage's BatchNorm sees
+    assert torch.allclose(first[2].running_mean, pre.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(first[2].running_var, pre.var((0, 2, 3)), rtol=1e-3, atol=1e-5)
+    assert not torch.allclose(plain.stages[0][2].running_mean, first[2].running_mean)
+
+
+def test_without_the_last_pool_the_last_stage_keeps_its_size():
+    torch.manual_seed(0)
+    model = ResNet(**SMALL, last_pool=False).eval()
+    x = torch.randn(2, 1, 28, 28)
+    assert model.stages(model.stem(x)).shape == (2, 16, 14, 14)  # one pool (28 -> 14), not two
+    assert ResNet(**SMALL).stages(ResNet(**SMALL).stem(x)).shape == (2, 16, 7, 7)
+    assert model(x).shape == (2, 10)

@@ -186,6 +186,9 @@ class Recipe:
     # mean, and weighs the others of them up to keep the gradient unbiased. 0 disables it.
     prune: float = 0.0
     prune_until: float = 0.875
+    # After the last step, every BatchNorm's running statistics are recomputed from this many training images
+    # (unaugmented, the final weights), instead of the running averages over the last batches. 0 keeps those.
+    bn_calibration: int = 0
     # Numerics of the forward/backward pass: "fp32", "bf16" (autocast; weights, optimizer and the logits
     # layer stay fp32, see fmnist.models.layers.Classifier) or "auto" (bf16 where the hardware runs it
     # natively). Chosen per recipe from measurements (docs/results.md): bf16 halves a `baseline` step on
@@ -220,6 +223,8 @@ class Recipe:
                 _whole(self.tta_shift) and 0 <= self.tta_shift <= 4,
             f"lookahead must be in [0, 1), got {self.lookahead!r}": _finite(self.lookahead) and 0 <= self.lookahead < 1,
             f"prune must be a fraction in [0, 1), got {self.prune!r}": _finite(self.prune) and 0 <= self.prune < 1,
+            f"bn_calibration must be a whole number >= 0, got {self.bn_calibration!r}":
+                _whole(self.bn_calibration) and self.bn_calibration >= 0,
             f"prune_until must be a fraction in [0, 1], got {self.prune_until!r}":
                 _finite(self.prune_until) and 0 <= self.prune_until <= 1,
             f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}": self.precision in PRECISIONS,

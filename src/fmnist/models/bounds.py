@@ -20,7 +20,7 @@ MODEL_ARG_BOUNDS: dict[str, dict[str, tuple]] = {
     "seed003": {}, "seed004": {}, "minivgg": {},
     "resnet": {"stem": _SIZE, "widths": (*_SIZE, 8), "blocks": (0, 16, 8), "whiten": (0, 7), "dirac": (bool,),
                "bn_weight": (bool,), "bn_momentum": (float, 0.0, 1.0), "logit_scale": (float, 1e-3, 1e3),
-               "stem_stride": (1, 2)},
+               "stem_stride": (1, 2), "last_pool": (bool,)},
 }
 # The other arguments of an architecture without bounds above (a plugin's, a test's): a bool, a short string, or
 # ints in this range, alone or in a short list.

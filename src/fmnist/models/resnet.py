@@ -62,10 +62,10 @@ class Stage(nn.Sequential):
     In bf16 training on a CPU the pool, BatchNorm and ReLU run as one fused kernel (fmnist.ops.pool_norm_relu:
     the same values, the same state dict); elsewhere, layer by layer."""
 
-    def __init__(self, in_ch: int, out_ch: int, blocks: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, blocks: int, pool: bool = True) -> None:
         layers: list[nn.Module] = [
             Conv3x3(in_ch, out_ch),
-            nn.MaxPool2d(2),
+            nn.MaxPool2d(2) if pool else nn.Identity(),
             nn.BatchNorm2d(out_ch),
             nn.ReLU(inplace=True),
         ]
@@ -74,7 +74,7 @@ class Stage(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self[0](x)
-        if fused.applies(x, self[2]):
+        if isinstance(self[1], nn.MaxPool2d) and fused.applies(x, self[2]):
             x = fused.pool_norm_relu(x, self[2])
         else:
             x = self[3](self[2](self[1](x)))
@@ -100,6 +100,7 @@ class ResNet(nn.Module):
         bn_momentum: float = 0.1,
         logit_scale: float = 1.0,
         stem_stride: int = 1,
+        last_pool: bool = True,
     ) -> None:
         super().__init__()
         widths, blocks = tuple(widths), tuple(blocks)
@@ -117,8 +118,8 @@ class ResNet(nn.Module):
         else:
             self.stem = nn.Sequential(*conv_bn(in_channels, stem, stem_stride), nn.ReLU(inplace=True))
         stages, prev = [], stem
-        for w, b in zip(widths, blocks):
-            stages.append(Stage(prev, w, b))
+        for i, (w, b) in enumerate(zip(widths, blocks)):
+            stages.append(Stage(prev, w, b, pool=last_pool or i + 1 < len(widths)))
             prev = w
         self.stages = nn.Sequential(*stages)
         # Max and mean pooling concatenated: max finds a part anywhere, mean weighs the whole garment.

@@ -325,11 +325,12 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
     xv = yv = None
     if data.val is not None and len(data.val[0]):
         xv, yv = to_device_tensors(*data.val, loop.device, recipe.mean, recipe.std, options.channels_last)
-    # Training images whose BatchNorm statistics the averaged weights get (a fixed seeded sample).
+    # Training images whose BatchNorm statistics the averaged weights, or the final weights (Recipe.bn_calibration),
+    # get: a fixed seeded sample.
     calibration = None
-    if loop.ema is not None:
+    if loop.ema is not None or recipe.bn_calibration:
         order = torch.randperm(len(loop.x), generator=torch.Generator().manual_seed(options.seed))
-        calibration = order[:EMA_CALIBRATION].to(loop.device)
+        calibration = order[:recipe.bn_calibration or EMA_CALIBRATION].to(loop.device)
     history = [EpochStats(**row) for row in position.history]
     fused_before = fused.calls(), pool_norm_relu.calls()
     t_start = time.perf_counter() - position.seconds
@@ -347,6 +348,8 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
         final = epoch == recipe.epochs
         if final and loop.lookahead is not None:
             loop.lookahead.update(1.0)  # the model becomes the average, before its last validation
+        if final and recipe.bn_calibration and loop.ema is None:
+            recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)
         val_loss, val_acc = validate(loop, xv, yv, options, calibration, final) if xv is not None else (None, None)
         stats = EpochStats(epoch, train_loss, train_acc, val_loss, val_acc, lr, time.perf_counter() - t0)
         history.append(stats)
