@@ -67,16 +67,23 @@ FAST = Recipe(
 BEST = replace(
     FAST,
     name="best",
-    description="Wider residual CNN (whitened stem, 64-128-256), 13 epochs one-cycle SGD-Nesterov, crop+flip+erasing, "
+    description="Wider residual CNN (whitened stem, 64-128-256), 20 epochs one-cycle SGD-Nesterov, crop+flip+erasing, "
                 "flip+shift TTA; batch 256; all 60k",
     # `fast`'s methods on the wider net that reached 95.00% held out in 24 epochs (seed 0) before them.
     model_args={"whiten": 3, "dirac": True, "widths": [64, 128, 256], "blocks": [0, 1, 1]},
     # The learning rate and weight decay chosen for the longer schedules (24 epochs, held-out split), not `fast`'s.
-    optimizer=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4, norm_bias_lr=16),
+    # The whitening bias trains for the first 2 epochs only, as in `fast` (the backward pass then stops at the
+    # first trained convolution). Muon did not pay here: held out (seed 0), 18 epochs with Muon 94.83% against
+    # 94.93% for SGD's 21 in the same time (Muon's step is 16% longer on this net).
+    optimizer=OptimizerConfig(name="sgd", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4, norm_bias_lr=16,
+                              whiten_bias_epochs=2),
     # Trained like the seeds' final models, on all 60,000 images with no per-epoch validation. The epochs follow
-    # from the 10-minute budget on 2 cores (about 40 s each), not from the test set.
-    epochs=13,
-    batch_size=256,  # what its net, learning rate and 13 epochs were measured with (not `fast`'s 128)
+    # from the 10-minute budget on 2 cores, not from the test set: with the fused kernels an epoch of all 60,000
+    # images takes about 27.5 s on the Intel Xeon (40 s before them, AMD EPYC), so 20 fit with room for the
+    # machine's drift. Held out (seed 0): 21 epochs 94.93% (559 s with validation); 13 epochs 94.88%; a residual
+    # block in the first stage too (64-128-256, blocks 1-1-1) for 16 epochs, 94.78%.
+    epochs=20,
+    batch_size=256,  # what its net and learning rate were chosen with
     label_smoothing=0.1,  # likewise (not `fast`'s 0.19, chosen for its 6 epochs)
     augment=AugmentConfig(crop_padding=2, flip=True, erase=0.5),
     # No weight EMA: at 0.999 per step its averaged weights scored 83% on the held-out split (and 82.9% on
@@ -92,6 +99,8 @@ SOTA = replace(
     # About 330 M multiply-accumulates per image (`fast`: 14 M): several hours on 2 CPU cores, about a minute
     # on one large GPU. The device is not part of the recipe: the same recipe runs on either.
     model_args={"whiten": 3, "dirac": True, "widths": [128, 256, 512], "blocks": [1, 1, 1]},
+    # The whitening bias trains throughout, as in the runs measured (docs/results.md), not only for `best`'s 2.
+    optimizer=replace(BEST.optimizer, whiten_bias_epochs=None),
     epochs=40,
     precision="auto",
 )
