@@ -1,5 +1,5 @@
 """Milliseconds per training step, one engine setting at a time: the before/after figures behind each
-speed choice (memory format, bf16 autocast, torch.compile, threads, the fused first block).
+speed choice (memory format, bf16 autocast, torch.compile, threads, the fused kernels).
 
     python -m benchmarks.step_time                         # baseline, minivgg, fast; every setting
     python -m benchmarks.step_time minivgg --steps 100
@@ -30,6 +30,7 @@ from benchmarks import kit
 from fmnist.config import Recipe, TrainOptions
 from fmnist.ops import build as kernels
 from fmnist.ops import conv_pool_relu as fused
+from fmnist.ops import pool_norm_relu
 from fmnist.recipes import get_recipe
 from fmnist.runtime import set_threads
 from fmnist.train.loop import TrainData, start, train_step
@@ -41,7 +42,8 @@ RECIPES = ["baseline", "minivgg", "fast"]
 QUICK_RECIPES = ["baseline", "fast"]  # the fused kernel's model, and one that augments
 
 # (label, channels_last, bf16, compile, threads, fused); threads None = every core. fused False runs the model
-# layer by layer (FMNIST_FUSED=0); that row is shown only for models whose first block the kernel fuses.
+# layer by layer (FMNIST_FUSED=0); that row is shown only for models a fused kernel runs in (conv_pool_relu: the
+# first block of `baseline` and `seed003`; pool_norm_relu: every `resnet` stage in bf16).
 SETTINGS = [
     ("NCHW fp32", False, False, False, None, True),
     ("channels-last fp32", True, False, False, None, True),
@@ -85,11 +87,11 @@ def measure(name: str, args, all_threads: int, steps: int, warmup: int, compile_
     """The recipe's rows, one per setting, printed as they come."""
     recipe = get_recipe(name)
     rows = []
-    calls = fused.calls()
+    calls = fused.calls() + pool_norm_relu.calls()
     switch = os.environ.get(kernels.SWITCH)
     for label, channels_last, bf16, compiled, threads, fuse in SETTINGS:
-        if not fuse and fused.calls() == calls:
-            continue  # the kernel does not apply to this model: the row would repeat the one above
+        if not fuse and fused.calls() + pool_norm_relu.calls() == calls:
+            continue  # no kernel applies to this model: the row would repeat the one above
         if compiled and not compile_too:
             continue
         options = TrainOptions(seed=0, device=args.device, precision="bf16" if bf16 else "fp32",

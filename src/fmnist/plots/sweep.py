@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 
 def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> Figure:
@@ -29,6 +31,14 @@ def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> 
                 ax.scatter([x], [best["accuracy"] * 100], s=60, facecolors="none", edgecolors="tab:red", label="best")
         if log:
             ax.set_xscale("log")
+            # Four labelled ticks spread over the values tried: a range inside one decade would otherwise get
+            # matplotlib's minor labels, which overlap.
+            xs = [r["params"].get(name) for r in done + pruned]
+            xs = [x for x in xs if isinstance(x, (int, float)) and x > 0]
+            if xs and min(xs) < max(xs):
+                ticks = np.geomspace(min(xs), max(xs), 4)
+                ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
+                ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("training s" if name == "seconds" else name)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out accuracy %")

@@ -27,9 +27,9 @@ from fmnist.models import build_model
 from fmnist.ops import conv_pool_relu as fused
 from fmnist.ops import pool_norm_relu
 from fmnist.runtime import autocast, resolve_device, resolve_precision
+from fmnist.train import prune
 from fmnist.train.augment import alternating_flips, augment_batch, downsize, flip_plan
 from fmnist.train.ema import Lookahead, WeightEMA, lookahead_decay, recalibrate_batchnorm
-from fmnist.train import prune
 from fmnist.train.optim import freeze_groups, make_optimizer, param_groups
 from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
 from fmnist.train.schedules import learning_rate
