@@ -29,11 +29,9 @@ import torch
 from benchmarks import kit
 from fmnist.config import Recipe, TrainOptions
 from fmnist.ops import build as kernels
-from fmnist.ops import conv_pool_relu as fused
-from fmnist.ops import pool_norm_relu
 from fmnist.recipes import get_recipe
 from fmnist.runtime import set_threads
-from fmnist.train.loop import TrainData, start, train_step
+from fmnist.train.loop import TrainData, kernel_calls, start, train_step
 
 BATCHES = 64  # random batches the timed steps cycle through
 WARMUP = 10  # steps timed apart before the measured ones (compilation included)
@@ -87,10 +85,10 @@ def measure(name: str, args, all_threads: int, steps: int, warmup: int, compile_
     """The recipe's rows, one per setting, printed as they come."""
     recipe = get_recipe(name)
     rows = []
-    calls = fused.calls() + pool_norm_relu.calls()
+    calls = kernel_calls()
     switch = os.environ.get(kernels.SWITCH)
     for label, channels_last, bf16, compiled, threads, fuse in SETTINGS:
-        if not fuse and fused.calls() + pool_norm_relu.calls() == calls:
+        if not fuse and kernel_calls() == calls:
             continue  # no kernel applies to this model: the row would repeat the one above
         if compiled and not compile_too:
             continue

@@ -185,6 +185,11 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
     )
 
 
+def kernel_calls() -> dict[str, int]:
+    """Forward runs of each fused CPU kernel so far in this process: a count that moves means the kernel ran."""
+    return {"conv_pool_relu": fused.calls(), "pool_norm_relu": pool_norm_relu.calls()}
+
+
 def _steps(n: int, bs: int, drop_last: bool) -> int:
     """Optimizer steps in an epoch of n images at batch size bs."""
     steps = n // bs if drop_last and n >= bs else (n + bs - 1) // bs
@@ -332,7 +337,7 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
         order = torch.randperm(len(loop.x), generator=torch.Generator().manual_seed(options.seed))
         calibration = order[:recipe.bn_calibration or EMA_CALIBRATION].to(loop.device)
     history = [EpochStats(**row) for row in position.history]
-    fused_before = fused.calls(), pool_norm_relu.calls()
+    calls_before = kernel_calls()
     t_start = time.perf_counter() - position.seconds
     for epoch in range(position.epoch, recipe.epochs + 1):
         t0 = time.perf_counter()
@@ -361,7 +366,6 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
         loop.ema.swap()  # the averaged weights are the final model, with BatchNorm statistics of their own
         recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)
     loop.model.eval()
-    kernels = [name for name, before, after in zip(("conv_pool_relu", "pool_norm_relu"), fused_before,
-                                                   (fused.calls(), pool_norm_relu.calls())) if after > before]
+    kernels = [name for name, n in kernel_calls().items() if n > calls_before[name]]
     return TrainResult(loop.model, history, time.perf_counter() - t_start, loop.device,
                        "fp32" if loop.amp is None else "bf16", torch.get_num_threads(), extras={"fused_kernels": kernels})
