@@ -36,13 +36,15 @@ import torch
 
 from fmnist.config import Recipe, RunConfig, TrainOptions
 from fmnist.data import Dataset, Split, load_dataset
-from fmnist.data.splits import subset
+from fmnist.data.splits import holdout_split, subset
 from fmnist.errors import UsageError
 from fmnist.fileio import write_json, write_text
 from fmnist.pipeline import train_run
-from fmnist.recipes import RECIPES
+from fmnist.recipes import RECIPES, get_recipe
+from fmnist.recipes.overrides import apply_assignment
 from fmnist.reports.markdown import NONE, table
 from fmnist.runtime import available_cores, configure_process, resolve_device, resolve_precision
+from fmnist.train.loop import TrainData
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "docs" / "results.md"
@@ -125,6 +127,21 @@ def dataset(quick: bool) -> Dataset:
     cut = [Split(*subset(s.images, s.labels, n, 0), s.classes)
            for s, n in ((ds.train, QUICK_LIMIT), (ds.test, QUICK_TEST))]
     return dataclasses.replace(ds, train=cut[0], test=cut[1], checksum="", source=f"{ds.source}, --quick subset")
+
+
+def held_out(name: str, assignments: Sequence[str], quick: bool) -> tuple[Recipe, TrainData]:
+    """Recipe `name` with the overrides `assignments` (--set; one epoch with --quick) and its tuning data: the
+    training split less the recipe's held-out `val_fraction` of each class (holdout_split, seed 0) to train on,
+    that held-out part to validate on. The test set is never read."""
+    recipe = get_recipe(name)
+    for assignment in assignments:
+        recipe = apply_assignment(recipe, assignment)
+    if quick:
+        recipe = recipe.replace(epochs=QUICK_EPOCHS)
+    ds = dataset(quick)
+    images, labels = ds.train.images, ds.train.labels
+    tr, va = holdout_split(labels, recipe.val_fraction, seed=0)
+    return recipe, TrainData((images[tr], labels[tr]), (images[va], labels[va]), num_classes=len(ds.classes))
 
 
 def bench_dir(quick: bool) -> Path:

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 from benchmarks import kit
 from fmnist.config import TrainOptions
-from fmnist.data.splits import holdout_split
-from fmnist.recipes import get_recipe
-from fmnist.recipes.overrides import apply_assignment
-from fmnist.train.loop import TrainData, fit
+from fmnist.train.loop import fit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,15 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     threads = kit.begin(args)
 
-    recipe = get_recipe(args.recipe)
-    for assignment in args.set:
-        recipe = apply_assignment(recipe, assignment)
-    if args.quick:
-        recipe = recipe.replace(epochs=kit.QUICK_EPOCHS)
-    ds = kit.dataset(args.quick)  # only its training split is read
-    images, labels = ds.train.images, ds.train.labels
-    tr, va = holdout_split(labels, recipe.val_fraction, seed=0)
-    data = TrainData((images[tr], labels[tr]), (images[va], labels[va]), num_classes=len(ds.classes))
+    recipe, data = kit.held_out(args.recipe, args.set, args.quick)
     options = TrainOptions(seed=args.seed, device=args.device, precision=args.precision, threads=threads)
     load = kit.load_average()
     with kit.timed(args.device) as wall:
@@ -55,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         kit.clear_quick(path)
     kit.append_result(path, {
         "recipe": args.recipe, "overrides": args.set, "seed": args.seed, "val_accuracy": final,
-        "seconds": result.seconds, "wall": wall.seconds, "epochs": recipe.epochs, "images": len(labels),
+        "seconds": result.seconds, "wall": wall.seconds, "epochs": recipe.epochs, "images": len(data.train[1]) + len(data.val[1]),
         "history": [h.as_dict() for h in result.history], "load": load, "machine": kit.machine(), "date": kit.now(),
     })
     print(f"trial appended to {path}")
