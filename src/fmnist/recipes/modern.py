@@ -1,6 +1,7 @@
 """The modern recipes (`fast`, `best`, `sota`): a residual CNN with airbench's patch-whitening stem and dirac
 initialisation, SGD-Nesterov with a one-cycle schedule and BatchNorm biases at 16x the learning rate, label
-smoothing, batch augmentation on the device and flip+shift test-time augmentation.
+smoothing, batch augmentation on the device and flip test-time augmentation (`best` and `sota`, which train on
+random crops, also 1-pixel shifts).
 
 Hyperparameters are chosen on a held-out 10% of the training set (`validation="holdout"`), never on the test set;
 docs/results.md has the measurements behind each choice. `best` is written as `fast` with what differs, `sota` as
@@ -20,11 +21,12 @@ FAST = Recipe(
     name="fast",
     precision="bf16",
     description="Residual CNN (whitened stem, 32-64-128), 6 epochs one-cycle Muon + SGD-Nesterov (the first 2 at "
-                "20x20), label smoothing, flips, flip+shift TTA; batch 256; all 60k",
+                "20x20), label smoothing, flips, flip TTA; batch 256; all 60k",
     model="resnet",
     # airbench's methods that paid on the held-out split (docs/results.md, mean of 3 runs each at 6 epochs):
     # a frozen 3x3 patch-whitening first layer (+0.12 points), dirac initialisation (+0.04), BatchNorm biases at
-    # 16x the learning rate (+0.19) and flip+shift test-time augmentation (+0.36). Frozen BatchNorm weights,
+    # 16x the learning rate (+0.19) and flip+shift test-time augmentation (+0.36 with crops; see tta_shift
+    # below: without them the flip alone scores better). Frozen BatchNorm weights,
     # lookahead with fast BatchNorm momentum, alternating flips, label smoothing 0.2 (at weight decay 5e-4), a
     # logit scale of 1/2, batch 512, fewer channels early, data pruning, recomputed BatchNorm statistics and a last
     # stage without pooling did not pay and are left out.
@@ -55,7 +57,10 @@ FAST = Recipe(
     # a schedule this short gains more from seeing the images as they are than from the extra variety.
     augment=AugmentConfig(flip=True, resize=(20, 2)),
     tta_flip=True,
-    tta_shift=1,
+    # No shift TTA: trained without crops, the net scores its moved views worse. Held out (benchmarks.tta, seeds
+    # 0-5, the same six nets), the flip alone scored 93.98% ± 0.16 against 93.81% ± 0.17 with the 1-pixel
+    # shifts, better for every seed, at a third of the inference cost.
+    tta_shift=0,
     # Trained like `best` and the seeds' final models, on all 60,000 images with no per-epoch validation: the
     # held-out split chose the settings above (benchmarks.tune, fmnist sweep), and the minute goes to training.
     validation="none",
@@ -86,6 +91,7 @@ BEST = replace(
     batch_size=256,  # what its net and learning rate were chosen with
     label_smoothing=0.1,  # likewise (not `fast`'s 0.19, chosen for its 6 epochs)
     augment=AugmentConfig(crop_padding=2, flip=True, erase=0.5),
+    tta_shift=1,  # trained on 2-pixel crops, so the moved views are ones it knows (airbench's multi-crop TTA)
     # No weight EMA: at 0.999 per step its averaged weights scored 83% on the held-out split (and 82.9% on
     # test) while the live weights trained to 96% (one run, docs/results.md). The live weights are kept.
     validation="none",
