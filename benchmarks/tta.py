@@ -9,11 +9,13 @@ logits. So the rows differ only in how the views are combined, never in the nets
 
 Each row's accuracy is the mean over the runs (seeds 0..n-1) ± the sample standard deviation; `better` counts
 the runs in which it beat the recipe's own TTA. The runs are appended to runs/bench/tta.json (or --out), and
-the section "tta" of docs/results.md is rewritten from the runs there of the recipe just measured.
+the section "tta-TRIAL" of docs/results.md (TRIAL: the recipe and its --set overrides) is rewritten from the
+runs there of that trial; other trials' sections are left as they are.
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 
 import torch
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     section = render(trial, runs)
     print()
     print(section)
-    kit.publish(args, "tta", section)
+    kit.publish(args, "tta-" + re.sub(r"[^\w.=-]+", "-", trial), section)
 
 
 def render(trial: str, runs: list[dict]) -> str:
@@ -121,7 +123,7 @@ def render(trial: str, runs: list[dict]) -> str:
     header = ["views averaged", "passes", "held-out % mean ± std", "per run (seeds 0..n-1)", "better"]
     machines = sorted({r["machine"] for r in runs})
     return "\n".join([
-        "## Test-time augmentation on the held-out split (benchmarks.tta)",
+        f"## Test-time augmentation on the held-out split: `{trial}` (benchmarks.tta)",
         "",
         f"`{trial}` trained on 90% of the training set, {len(runs)} run(s) (seeds 0..{len(runs) - 1}); each row",
         "combines the same nets' views of the held-out 10% differently (logits averaged with the weights given;",
