@@ -82,3 +82,12 @@ def test_a_row_recorded_before_a_setting_existed_is_still_current():
     assert not current({"recipe": "sota", "recipe_config": changed})
     gone = dict(get_recipe("sota").to_dict(), removed_setting=1)
     assert not current({"recipe": "sota", "recipe_config": gone})
+
+
+def test_validating_on_the_test_set_or_not_at_all_trains_the_same_model():
+    # benchmarks.reproduce_seeds trains `baseline` (the registry: validation="test") with no per-epoch
+    # validation: the same model, so its rows stay current; training on a held-out split does not.
+    baseline = get_recipe("baseline")
+    assert baseline.validation == "test"
+    assert current({"recipe": "baseline", "recipe_config": baseline.replace(validation="none").to_dict()})
+    assert not current({"recipe": "baseline", "recipe_config": baseline.replace(validation="holdout").to_dict()})
