@@ -1,7 +1,7 @@
 """Test-time augmentation, view by view, on the held-out split: train a recipe on 90% of the training set once
-per seed, score each view of the held-out 10% (the image moved by up to one pixel, edges replicated as
-fmnist.inference does, and its mirror) once, then score each way of averaging the views from those same
-logits. So the rows differ only in how the views are combined, never in the nets. The test set is never read.
+per seed, score each view of the held-out 10% (the image moved by up to one pixel by fmnist.inference.moved,
+and its mirror) once, then score each way of averaging the views from those same logits. So the rows differ
+only in how the views are combined, never in the nets. The test set is never read.
 
     python -m benchmarks.tta fast --runs 6
     python -m benchmarks.tta best --runs 3 --set epochs=8
@@ -19,12 +19,12 @@ import re
 import statistics
 
 import torch
-import torch.nn.functional as F
 
 from benchmarks import kit
 from fmnist.config import TrainOptions
 from fmnist.data.transforms import to_device_tensors
-from fmnist.inference import batched_logits
+from fmnist.inference import batched_logits, moved
+from fmnist.runtime import resolve_device, resolve_precision
 from fmnist.train.loop import fit
 
 DIAGONAL = [(-1, -1), (1, 1)]  # fmnist.inference's shift views: up-left and down-right
@@ -40,13 +40,6 @@ SCHEMES: list[tuple[str, bool, dict[tuple[int, int], float]]] = [
     ("flip + 8 neighbours (centre 1/2)", True, {(0, 0): 8, **{d: 1 for d in AXIAL + CORNERS}}),
     ("flip + 8 neighbours (all 9 equal)", True, {(0, 0): 1, **{d: 1 for d in AXIAL + CORNERS}}),
 ]
-
-
-def moved(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """x [N, C, H, W] moved by at most one pixel (dy, dx), edges replicated (as fmnist.inference's shift)."""
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
-    return padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w].contiguous()
 
 
 def view_logits(model: torch.nn.Module, x: torch.Tensor, amp: torch.dtype | None, batch_size: int
@@ -88,12 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         kit.clear_quick(path)
     trial = " ".join([args.recipe, *args.set])
+    device = resolve_device(args.device)
+    xv, yv = to_device_tensors(*data.val, device, recipe.mean, recipe.std)
     for seed in range(args.runs or (1 if args.quick else 3)):
         options = TrainOptions(seed=seed, device=args.device, threads=threads)
         load = kit.load_average()
         result = fit(recipe, data, options)
-        xv, yv = to_device_tensors(*data.val, result.device, recipe.mean, recipe.std)
-        amp = torch.bfloat16 if result.precision == "bf16" else None
+        amp = resolve_precision(result.precision, result.device)
         accuracy = score(view_logits(result.model, xv, amp, options.eval_batch_size), yv)
         print(f"{trial}, seed {seed}: " + ", ".join(f"{k} {v * 100:.2f}" for k, v in accuracy.items()))
         kit.append_result(path, {

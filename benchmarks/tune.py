@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         kit.clear_quick(path)
     kit.append_result(path, {
         "recipe": args.recipe, "overrides": args.set, "seed": args.seed, "val_accuracy": final,
-        "seconds": result.seconds, "wall": wall.seconds, "epochs": recipe.epochs, "images": len(data.train[1]) + len(data.val[1]),
+        "seconds": result.seconds, "wall": wall.seconds, "epochs": recipe.epochs,
+        "images": len(data.train[1]) + len(data.val[1]),
         "history": [h.as_dict() for h in result.history], "load": load, "machine": kit.machine(), "date": kit.now(),
     })
     print(f"trial appended to {path}")

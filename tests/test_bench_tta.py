@@ -3,8 +3,8 @@ exactly the predictions of tta_shift=0 and tta_shift=1, so the table compares th
 
 import torch
 
-from benchmarks.tta import SCHEMES, moved, score, view_logits
-from fmnist.inference import batched_logits
+from benchmarks.tta import SCHEMES, score, view_logits
+from fmnist.inference import batched_logits, moved
 from fmnist.models.resnet import ResNet
 from tests.helpers import SMALL_RESNET
 

@@ -75,11 +75,17 @@ def logits(model: nn.Module, x: torch.Tensor, tta_flip: bool = False, amp: torch
     with autocast(x.device, amp):
         out = _views(model, x, tta_flip)
         if shift:
-            h, w = x.shape[-2:]
-            padded = F.pad(x, (shift,) * 4, mode="replicate")
-            moved = [padded[..., : h, : w], padded[..., 2 * shift :, 2 * shift :]]
-            out = 0.5 * out + 0.25 * sum(_views(model, m.contiguous(), tta_flip) for m in moved)
+            views = (moved(x, -shift, -shift), moved(x, shift, shift))
+            out = 0.5 * out + 0.25 * sum(_views(model, v, tta_flip) for v in views)
     return out
+
+
+def moved(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """x [N, C, H, W] moved by (dy, dx) pixels (negative: up/left), the edge pixels replicated into the gap."""
+    h, w = x.shape[-2:]
+    pad = max(abs(dy), abs(dx))
+    padded = F.pad(x, (pad,) * 4, mode="replicate")
+    return padded[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w].contiguous()
 
 
 def _views(model: nn.Module, x: torch.Tensor, tta_flip: bool) -> torch.Tensor:
