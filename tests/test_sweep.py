@@ -72,6 +72,28 @@ def test_sweep_runs_three_trials_on_the_held_out_split_and_continues(cli, tiny_d
     assert r.exit_code == 2 and "--name" in r.stderr
 
 
+@pytest.mark.parametrize("spec, fragment", [
+    ("lr=abc", "'abc' is refused"), ("lr=-1:1", "-1.0 is refused"), ("epochs=1,a", "whole number"),
+    ("optimizer.name=adam,foo", "'foo' is refused"),
+])
+def test_a_value_the_recipe_refuses_fails_before_a_study_is_stored(cli, tiny_data_dir, tmp_path, spec, fragment):
+    r = cli("sweep", "mlp", "--param", spec, "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx",
+            "--root", tmp_path / "sweeps", "--trials", "1")
+    assert r.exit_code == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "sweeps").exists()  # nothing stored: the corrected command may use the same name
+
+
+def test_a_continued_sweep_draws_new_points(cli, tiny_data_dir, tmp_path):
+    args = ["sweep", "mlp", "--param", "lr=0.0005:0.01:log", "--param", "epochs=1", "--limit", "100",
+            "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "sweeps", "--json"]
+    values = []
+    for trials in (1, 2, 3):  # three runs of the command, one new trial each
+        r = cli(*args, "--trials", str(trials))
+        assert r.exit_code == 0, r.stderr
+        values = [t["params"]["lr"] for t in json.loads(r.stdout)["trials"]]
+    assert len(values) == 3 and len(set(values)) == 3, values  # a resumed sampler does not repeat its first draw
+
+
 def test_sweep_in_two_processes_shares_the_study(cli, tiny_data_dir, tmp_path):
     r = cli("sweep", "mlp", "--name", "two", "--param", "lr=0.0005:0.01:log", "--param", "epochs=1",
             "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "sweeps", "--trials", "2",

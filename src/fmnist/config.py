@@ -83,7 +83,8 @@ class OptimizerConfig:
             f"muon_lr must be a finite number >= 0, got {self.muon_lr!r}": _finite(self.muon_lr) and self.muon_lr >= 0,
             f"muon_momentum must be in [0, 1), got {self.muon_momentum!r}":
                 _finite(self.muon_momentum) and 0 <= self.muon_momentum < 1,
-            "muon needs lr > 0 (the schedule scales muon_lr by lr's ratio)": self.name != "muon" or self.lr > 0,
+            "muon needs lr > 0 (the schedule scales muon_lr by lr's ratio)":
+                self.name != "muon" or not _finite(self.lr) or self.lr > 0,
         }))
 
 

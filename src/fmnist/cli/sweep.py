@@ -61,7 +61,14 @@ def sweep(
     configure_process()
     err.print(f"sweep {cfg.study_name}: " + "; ".join(p.describe() for p in cfg.params)
               + f"; {cfg.trials} trials in {cfg.directory}", markup=False, soft_wrap=True)
-    study = run_sweep(cfg)
+    try:
+        study = run_sweep(cfg)
+    except KeyboardInterrupt:
+        from fmnist.train.loop import TrainingInterrupted
+
+        raise TrainingInterrupted(f"interrupted: the finished trials are kept in {cfg.directory}; the trial that was "
+                                  f"running is marked failed. Run the same command again to continue the sweep",
+                                  None) from None
     rows = trial_rows(study, cfg)
     paths = write_outputs(study, cfg)
     command = best_command(study, cfg)

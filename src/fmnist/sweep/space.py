@@ -35,6 +35,14 @@ class Param:
             return trial.suggest_int(self.key, int(self.low), int(self.high))
         return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log")
 
+    def extremes(self) -> tuple[Any, ...]:
+        """The values that bound what a trial may draw: every choice, or both ends of the range."""
+        if self.kind == "choice":
+            return self.choices
+        if self.kind == "int":
+            return int(self.low), int(self.high)
+        return self.low, self.high
+
     def describe(self) -> str:
         if self.kind == "choice":
             return f"{self.key} in {{{', '.join(map(str, self.choices))}}}"

@@ -66,7 +66,13 @@ class SweepConfig:
             raise UsageError(f"--jobs must be between 1 and 1024, got {self.jobs}")
         if self.limit is not None and self.limit < 20:
             raise UsageError(f"--limit must be at least 20 images (some are held out for scoring), got {self.limit}")
-        get_recipe(self.recipe)
+        recipe = get_recipe(self.recipe)
+        for p in self.params:  # a value the recipe refuses fails here, before a study is stored
+            for value in p.extremes():
+                try:
+                    override(recipe, p.key, value)
+                except UsageError as e:
+                    raise UsageError(f"--param {p.describe()}: {value!r} is refused: {e}") from None
 
     @property
     def study_name(self) -> str:
@@ -95,18 +101,26 @@ def optuna_module():
         import optuna
     except ImportError:
         raise UsageError(f"fmnist sweep needs Optuna, which is not installed; install it with: {INSTALL}") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: Optuna's warning for a failed trial prints the exception's traceback; the exception itself still
+    # reaches the caller (the CLI prints its message, a Ctrl-C says how to continue).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
+
+
+def _sampler(optuna, cfg: SweepConfig, done: int, worker: int | None = None):
+    """TPE seeded by the sweep's seed, the trials stored so far and the worker: a continued sweep, and each
+    worker of one, draws new points rather than the ones its first run began with."""
+    seed = cfg.seed + done + (0 if worker is None else 1000 * (worker + 1))
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, cfg.trials // 3)))
 
 
 def open_study(cfg: SweepConfig, create: bool = True):
     """The sweep's study (created, or loaded when it exists), checked against the sweep's identity."""
     optuna = optuna_module()
     cfg.directory.mkdir(parents=True, exist_ok=True)
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(3, cfg.trials // 3)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage_url, direction="maximize",
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+                                sampler=_sampler(optuna, cfg, 0), pruner=pruner, load_if_exists=True)
     stored = study.user_attrs.get("identity")
     if stored is None:
         study.set_user_attr("identity", cfg.identity())
@@ -114,6 +128,8 @@ def open_study(cfg: SweepConfig, create: bool = True):
         changed = sorted(k for k in cfg.identity() if stored.get(k) != cfg.identity()[k])
         raise UsageError(f"the sweep {cfg.study_name!r} in {cfg.directory} was run with other {', '.join(changed)}; "
                          "continue it with the same settings, or start another with --name")
+    if study.trials:
+        study.sampler = _sampler(optuna, cfg, len(study.trials))
     return study
 
 
@@ -179,7 +195,7 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
     set_threads(threads)
     if study is None:
         study = open_study(cfg)
-        study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + 1000 * (worker + 1))  # workers draw apart
+        study.sampler = _sampler(optuna, cfg, len(study.trials), worker)  # workers draw apart
     data, recipe = _data(cfg)
 
     def objective(trial) -> float:
