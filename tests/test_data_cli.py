@@ -120,3 +120,22 @@ def test_json_output_never_holds_a_bare_nan(capsys):
 
     print_json({"loss": float("nan"), "rows": [float("inf"), 1.5], "nested": {"x": -float("inf")}})
     assert json.loads(capsys.readouterr().out) == {"loss": None, "rows": [None, 1.5], "nested": {"x": None}}
+
+
+def test_info_and_show_read_an_image_folder_and_list_what_they_skip(cli, tmp_path):
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name in ("Trouser", "Bag"):
+        (folder / name).mkdir(parents=True)
+        for i in range(3):
+            article = np.full((60, 60, 3), 255, np.uint8)
+            article[10:50, 15:45] = rng.integers(0, 120, 3)
+            Image.fromarray(article).save(folder / name / f"{i}.png")
+    (folder / "Bag" / "broken.png").write_text("not an image")
+    r = cli("--dataset", "folder", "--data-dir", folder, "data", "info", "--json")
+    assert r.exit_code == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["source"] == "folder" and sum(s["count"] for s in info["splits"].values()) == 6
+    assert "broken.png" in r.stderr
+    r = cli("data", "show", "--dataset", "folder", "--data-dir", folder, "--n", "2", "--out", tmp_path / "grid.png")
+    assert r.exit_code == 0 and (tmp_path / "grid.png").stat().st_size > 1000, r.stderr

@@ -180,6 +180,8 @@ def test_read_only_directory(tmp_path):
     (errno.EROFS, "is on a read-only file system; pass another --out"),
     (errno.EACCES, "no permission to write in"),
     (errno.EPERM, "does not permit writing in"),
+    (errno.ENOENT, "does not take new files; pass another --out"),  # /proc
+    (errno.ENOTDIR, "a file stands where"),
 ])
 def test_unwritable_places_are_write_errors(old_file, monkeypatch, code, expected):
     # The kernel's refusal simulated where it happens (creating the temporary file), so it runs as root too.

@@ -90,3 +90,65 @@ def test_after_kill_9_resume_continues_from_the_last_complete_checkpoint(tiny_da
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["epochs"] == 40 and (run / "model.safetensors").is_file()
+
+
+class _StopAtOnce:
+    """Callbacks that ask training to stop after its first step, as Ctrl-C does."""
+
+    def note(self, message): ...
+    def epoch_start(self, epoch, epochs, steps): ...
+    def step(self, step, loss, acc): ...
+    def epoch_end(self, stats): ...
+    def should_stop(self):
+        return True
+
+
+def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_it_finishes(cli, tiny_data_dir, tmp_path):
+    from fmnist.config import RunConfig
+    from fmnist.pipeline import previous_run, train_run
+    from fmnist.recipes import get_recipe
+    from fmnist.train.loop import TrainingInterrupted
+
+    run = tmp_path / "run"
+    assert train(cli, tiny_data_dir, run).exit_code == 0
+    model_bytes = (run / "model.safetensors").read_bytes()
+    cfg = RunConfig(recipe=get_recipe("mlp").replace(epochs=2), dataset="idx", data_dir=tiny_data_dir, out=run)
+    with pytest.raises(TrainingInterrupted):
+        train_run(cfg, callbacks=_StopAtOnce(), overwrite=True)
+    kept = previous_run(run)
+    assert (kept / "model.safetensors").read_bytes() == model_bytes  # the finished run is whole, beside the new one
+    assert (run / "checkpoint.safetensors").is_file() and not (run / "model.safetensors").exists()
+    r = cli("runs", tmp_path, "--json")
+    assert r.exit_code == 0 and str(kept) not in r.stdout  # set aside, not listed as a run of its own
+    r = cli("train", "--resume", run)
+    assert r.exit_code == 0, r.stderr
+    assert (run / "model.safetensors").is_file() and not kept.exists()  # replaced once the new run is written
+
+
+def test_an_overwrite_refused_before_training_puts_the_old_run_back(cli, tiny_data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert train(cli, tiny_data_dir, run).exit_code == 0
+    before = sorted(p.name for p in run.iterdir())
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "fast", "--batch-size", "1", "--out", run,
+            "--overwrite")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_limit_over_the_split_trains_on_all_and_says_so(cli, tiny_data_dir, tmp_path):
+    run = tmp_path / "run"
+    assert train(cli, tiny_data_dir, run, "--limit", "100000").exit_code == 0
+    options = json.loads((run / "config.json").read_text())["options"]
+    assert options["limit"] is None and options["train_images"] == 200
+    assert "--limit" not in (run / "report.md").read_text()
+
+
+def test_mix_without_an_image_folder_is_refused(cli, tiny_data_dir, tmp_path):
+    r = train(cli, tiny_data_dir, tmp_path / "run", "--mix", "10")
+    assert r.exit_code == 2 and "--mix" in r.stderr and not (tmp_path / "run").exists()
+
+
+def test_an_out_where_no_file_can_be_made_is_one_sentence(cli, tiny_data_dir, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = train(cli, tiny_data_dir, tmp_path / "file" / "run")
+    assert r.exit_code == 2 and "Errno" not in r.stderr and "--out" in r.stderr, r.stderr

@@ -32,6 +32,11 @@ _FIXABLE = {
     errno.EROFS: ("{dir} is on a read-only file system", "pass another --out"),
     errno.EACCES: ("no permission to write in {dir}", "change its permissions or pass another --out"),
     errno.EPERM: ("the system does not permit writing in {dir}", "change its permissions or pass another --out"),
+    # Raised after the parent directories were made: a file system that takes no new files (/proc), or a file
+    # standing where a directory of the path should be.
+    errno.ENOENT: ("{dir} does not take new files", "pass another --out"),
+    errno.EEXIST: ("a file stands where {dir} or a directory above it should be", "pass another --out"),
+    errno.ENOTDIR: ("a file stands where {dir} or a directory above it should be", "pass another --out"),
 }
 
 # File systems that cannot fsync a directory say so with these; the renamed file is in place all the same.

@@ -77,11 +77,11 @@ def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
     preprocessing) in the classes of the starting model or of Fashion-MNIST, with `mix` Fashion-MNIST training
     images added."""
     if cfg.dataset != FOLDER:
+        if cfg.mix:
+            raise UsageError(f"--mix adds Fashion-MNIST images to an image folder (--dataset folder); "
+                             f"{cfg.dataset} is trained on whole, so leave --mix out")
         return load_dataset(cfg.dataset, data_dir=cfg.data_dir)
-    if cfg.data_dir is None:
-        raise UsageError("--dataset folder needs --data-dir DIR: a folder of DIR/<class>/ images (or DIR/train/ and DIR/test/)")
-    classes = classes or list(get_spec(DEFAULT_DATASET).classes)
-    ds, _ = folder_dataset(cfg.data_dir, classes, seed=cfg.options.seed)
+    ds = load_folder(cfg.data_dir, classes, seed=cfg.options.seed)
     if cfg.mix:
         fashion = load_split("train", DEFAULT_DATASET)
         if list(fashion.classes) != list(classes):
@@ -92,9 +92,20 @@ def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
     return ds
 
 
+def load_folder(data_dir: Path | None, classes: list[str] | None = None, seed: int = 0) -> Dataset:
+    """--dataset folder: the image folder DIR/<class>/ (or DIR/train/ and DIR/test/) through the photo
+    preprocessing, in `classes` (default Fashion-MNIST's); `Dataset.skipped` lists the files it could not read."""
+    if data_dir is None:
+        raise UsageError("--dataset folder needs --data-dir DIR: a folder of DIR/<class>/ images (or DIR/train/ and DIR/test/)")
+    ds, _ = folder_dataset(data_dir, classes or list(get_spec(DEFAULT_DATASET).classes), seed=seed)
+    return ds
+
+
 def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False) -> Path:
     """Check the run directory before anything is written: a run there is continued (resume), replaced whole
-    (overwrite) or refused, never silently mixed with a new one."""
+    (overwrite) or refused, never silently mixed with a new one. The run --overwrite replaces is moved aside
+    (`previous_run`) and deleted only once the new run is written, so an interrupted or failed replacement loses
+    nothing."""
     check_directory_path(run_dir, "the run")
     if resume:
         if not (run_dir / CHECKPOINT_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
@@ -107,8 +118,24 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
         if not overwrite:
             raise UsageError(f"--out {run_dir} holds a run already; pass --overwrite to replace it, --resume {run_dir} "
                              "to continue it, or another --out")
-        shutil.rmtree(run_dir)
+        previous = previous_run(run_dir)
+        if previous.exists():  # a replacement that did not finish: the run it replaced is the one to keep
+            shutil.rmtree(run_dir)
+        else:
+            run_dir.rename(previous)
     return run_dir
+
+
+def previous_run(run_dir: Path) -> Path:
+    """Where --overwrite keeps the run it replaces until the new one is written (beside it, hidden)."""
+    return run_dir.parent / f".{run_dir.name}.previous"
+
+
+def _restore_previous(run_dir: Path) -> None:
+    """Put back the run that --overwrite set aside, when the new one made nothing."""
+    previous = previous_run(run_dir)
+    if previous.is_dir() and not run_dir.exists():
+        previous.rename(run_dir)
 
 
 def check_splits(ds: Dataset, train_images: int) -> None:
@@ -134,8 +161,12 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     else:
         init, init_meta = starting_weights(cfg)
     ds = dataset or load_data(cfg, list(init_meta.classes) if init_meta else None)
+    for path, why in ds.skipped:
+        (callbacks or Callbacks()).note(f"skipped: {why}")
     recipe = cfg.recipe
     images, labels = ds.train.images, ds.train.labels
+    if cfg.limit and cfg.limit >= len(labels):
+        cfg = dataclasses.replace(cfg, limit=None)  # --limit over the split's size: every image trains, as recorded
     if cfg.limit:
         images, labels = subset(images, labels, cfg.limit, cfg.options.seed)
     test = (ds.test.images, ds.test.labels)
@@ -162,6 +193,7 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
             (run_dir / CONFIG_FILE).unlink(missing_ok=True)
             if not existed and not any(run_dir.iterdir()):
                 run_dir.rmdir()
+                _restore_previous(run_dir)
         raise
 
     meta = ModelMeta.for_recipe(recipe, list(ds.classes), dataset=ds.name, dataset_checksum=ds.checksum)
@@ -180,6 +212,7 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     render_run_report(run_dir)
     if not keep_checkpoint:
         checkpoint.unlink(missing_ok=True)
+    shutil.rmtree(previous_run(run_dir), ignore_errors=True)  # the run --overwrite replaced, now that this one is whole
     return RunResult(run_dir, metrics, result)
 
 

@@ -227,7 +227,10 @@ def find_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
         raise DataError(f"{root}: no such directory; pass the directory that holds your runs (default runs/)")
     records, problems = [], []
     candidates = [root] if is_run_dir(root) else []
-    candidates += sorted(p.parent for p in root.rglob(METRICS_FILE) if p.parent != root and (p.parent / CONFIG_FILE).is_file())
+    # Hidden directories are left out: one is a run that `train --overwrite` set aside until its replacement is written.
+    candidates += sorted(p.parent for p in root.rglob(METRICS_FILE) if p.parent != root
+                         and (p.parent / CONFIG_FILE).is_file()
+                         and not any(part.startswith(".") for part in p.parent.relative_to(root).parts))
     for path in candidates:
         try:
             records.append(load_run(path))

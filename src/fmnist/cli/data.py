@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, out, print_json, settings
+from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, err, out, print_json, settings
 from fmnist.errors import UsageError
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ _SOURCES = {
     "cache": "the cache",
     "system": "the system copy",
     "download": "a download into the cache",
+    "folder": "an image folder (photo preprocessing)",
 }
 
 
@@ -96,8 +97,14 @@ def show(
 
 def _load(ctx: typer.Context, data_dir: Path | None, dataset: str | None, download: bool) -> Dataset:
     from fmnist.data import load_dataset  # imported here: numpy stays out of `fmnist --help`
+    from fmnist.pipeline import FOLDER, load_folder
 
     s = settings(ctx, data_dir=data_dir, dataset=dataset)
+    if s.dataset == FOLDER:
+        ds = load_folder(s.data_dir)
+        for _, why in ds.skipped:
+            err.print(f"skipped: {why}", markup=False, soft_wrap=True)
+        return ds
     return load_dataset(s.dataset, data_dir=s.data_dir, download=download, progress=True)
 
 
@@ -113,4 +120,6 @@ def _verified(ds: Dataset) -> str:
         verdict = "verified: yes, every file matches its published checksum"
     else:
         verdict = "verified: no, no published checksum covers these files (their structure was checked)"
+    if ds.source == "folder":  # no published checksum, no IDX structure: images read one by one
+        verdict = f"verified: no, image files ({len(ds.skipped)} skipped)"
     return f"{verdict}\nchecksum: {ds.checksum}"

@@ -26,6 +26,10 @@ class EpochProgress(Callbacks):
         self.progress: Progress | None = None
         self.task = None
 
+    def note(self, message: str) -> None:
+        if self.enabled:
+            err.print(message, markup=False, soft_wrap=True)
+
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         if not self.enabled:
             return

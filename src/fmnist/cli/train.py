@@ -48,7 +48,7 @@ def train(
     from fmnist.cli.progress import EpochProgress, StopOnSignal
     from fmnist.train.loop import TrainingInterrupted
     from fmnist.config import RunConfig, TrainOptions
-    from fmnist.pipeline import train_run
+    from fmnist.pipeline import previous_run, train_run
     from fmnist.recipes import get_recipe
     from fmnist.recipes.overrides import apply_assignment
     from fmnist.runtime import configure_process
@@ -89,6 +89,8 @@ def train(
     except TrainingInterrupted as e:
         where = e.checkpoint.parent if e.checkpoint else None
         hint = f"; resume with: fmnist train --resume {where}" if where else ""
+        if where is not None and previous_run(where).is_dir():
+            hint += f" (the run it replaces is kept in {previous_run(where)} until then)"
         raise TrainingInterrupted(f"{e}{hint}", e.checkpoint) from None
     m = result.metrics
     summary = {

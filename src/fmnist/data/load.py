@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class Dataset:
     source_dir: Path | None = None
     verified: bool = False
     checksum: str = ""  # sha256 over the four files' sha256: one digest naming the exact data
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) not read: an image folder's
 
     def split(self, name: str) -> Split:
         """The split called `name` ("train" or "test")."""

@@ -122,4 +122,5 @@ def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list
         tr, te = holdout_split(every.labels, TEST_FRACTION, seed)
         splits = (Split(every.images[tr], every.labels[tr], classes), Split(every.images[te], every.labels[te], classes))
         skipped = every.skipped
-    return Dataset("folder", classes, *splits, source="folder", source_dir=directory, verified=False), skipped
+    return Dataset("folder", classes, *splits, source="folder", source_dir=directory, verified=False,
+                   skipped=list(skipped)), skipped

@@ -55,6 +55,9 @@ class TrainData:
 class Callbacks:
     """Progress hooks; the default does nothing. The CLI passes a Rich progress bar."""
 
+    def note(self, message: str) -> None:
+        """Something the person training should know before it starts (a file of the data that was skipped)."""
+
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
 
     def step(self, step: int, loss: float, acc: float) -> None: ...
