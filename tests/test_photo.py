@@ -206,3 +206,17 @@ def test_fine_tuning_on_an_image_folder_is_a_normal_run(cli, tmp_path):
     assert config["options"]["dataset"] == "folder" and config["options"]["data_source"] == "folder"
     e = cli("evaluate", run, "--out", tmp_path / "eval", "--json")
     assert e.exit_code == 0, e.stderr and json.loads(e.stdout)["count"] == 6
+
+
+@pytest.mark.parametrize("low, high", [(200, 250), (5, 55)])
+def test_a_transparent_cut_out_stands_out_whether_light_or_dark(low, high):
+    # A trouser-like block, shaded from `low` to `high`, on full transparency. A light one composited onto white
+    # (as every cut-out was) kept only its darker shades: a dim article, bright where it was darkest.
+    rgba = np.zeros((120, 120, 4), np.uint8)
+    shade = np.linspace(low, high, 80).astype(np.uint8)[:, None]
+    rgba[20:100, 40:80, :3] = shade[..., None]
+    rgba[20:100, 40:80, 3] = 255
+    image = photo_steps(Image.fromarray(rgba, "RGBA")).image
+    inside = image[2:26, 10:18]  # the article once fitted to 28x28
+    assert inside.mean() > 190 and inside.min() > 150, inside  # bright throughout (white backdrop: mean 142, min 46)
+    assert image[:, :4].max() == 0 and image[:, -4:].max() == 0  # the background is black

@@ -31,7 +31,7 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
         if not path.is_file():
             raise DataError(f"image file {name} is not a regular file; pass image files (PNG, JPEG, BMP, WebP, ...)")
         if path.stat().st_size == 0:
-            raise DataError(f"image file {name} is empty; pass a PNG, JPEG, BMP or WebP image")
+            raise DataError(f"image file {name} is empty; pass a PNG, JPEG, WebP, BMP, GIF or TIFF image")
     elif isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
@@ -45,13 +45,15 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
                 img.load()  # decode now, so truncated or corrupt data fails here with the file's name
                 img = _oriented(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise TooLargeError(f"image file {name} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} pixels, "
-                        "a possible decompression bomb); downscale it first") from None
+        # Pillow refuses these at open, before the header's size reaches the check above: name the lower limit.
+        limit = min(max_pixels or Image.MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS or max_pixels)
+        raise TooLargeError(f"image file {name} is too large: over the limit of {limit:,} pixels that decode safely; "
+                            "downscale it first") from None
     except UnidentifiedImageError:
         if _is_svg(source, name):
             raise DataError(f"image file {name} is an SVG drawing, which is vector graphics, not pixels; convert it to "
                             "PNG first (e.g. `rsvg-convert -o drawing.png drawing.svg`)") from None
-        raise DataError(f"image file {name} is corrupt or not an image Pillow can read; pass a PNG, JPEG, BMP or WebP image") from None
+        raise DataError(f"image file {name} is corrupt or not an image Pillow can read; pass a PNG, JPEG, WebP, BMP, GIF or TIFF image") from None
     # TypeError: Pillow's TIFF reader on a strip offset that is not a whole number (found by benchmarks.fuzz).
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, struct_error) as e:
         raise DataError(f"image file {name} is corrupt or truncated ({e}); re-export or re-download it") from None

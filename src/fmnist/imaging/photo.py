@@ -10,7 +10,8 @@ A real photo differs in every step's assumption: its background is off-white, gr
 is noisy or JPEG-blocky, the article is off-centre with any margin, and cut-outs are transparent. The steps, each a
 pure function:
 
-1. `flatten_alpha`       transparency composited onto white (a transparent cut-out is an article on white)
+1. `flatten_alpha`       transparency composited onto white (a transparent cut-out is an article on white), or
+                         onto black when the article is mostly light (`backdrop`), so it stands out either way
 2. `working_array`       RGB floats 0..1, shrunk so the longest edge is at most WORK_SIDE (speed; 28 px is the goal)
 3. `estimate_background` a smooth (planar) background colour fitted robustly to the border pixels, so a
                          gradient or a shadowed side is background too
@@ -60,6 +61,18 @@ class PhotoSteps:
     box: tuple[int, int, int, int]  # (top, left, bottom, right) of the article in `working`, bottom/right exclusive
     light_background: bool  # the background was light, so the intensities were negated
     background: tuple[float, float, float]  # the mean background colour, RGB 0..1
+
+
+def backdrop(img: Image.Image) -> tuple[int, int, int]:
+    """The colour a transparent cut-out is composited onto: white, unless its opaque pixels are mostly light (a
+    white shirt cut out), then black, so that the article stands out of its background either way."""
+    if not (img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info):
+        return (255, 255, 255)
+    rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255
+    opaque = rgba[..., 3] >= 0.5
+    if not opaque.any():
+        return (255, 255, 255)
+    return (0, 0, 0) if float((rgba[..., :3][opaque] @ LUMA).mean()) >= 0.5 else (255, 255, 255)
 
 
 def flatten_alpha(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -209,7 +222,7 @@ def photo_steps(img: Image.Image) -> PhotoSteps:
     if too_thin(img):
         raise DataError(f"a {img.width}x{img.height} image is too thin to find an article in; crop it around the "
                         "article, or use the dataset preprocessing (--preprocess dataset), which stretches it to 28x28")
-    rgb = working_array(flatten_alpha(img))
+    rgb = working_array(flatten_alpha(img, backdrop(img)))
     background = estimate_background(rgb)
     mask = foreground_mask(rgb, background)
     if not mask.any():
