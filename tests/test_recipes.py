@@ -135,3 +135,14 @@ def test_from_dict_rejects_unknown_fields():
 def test_unknown_recipe_lists_known_ones():
     with pytest.raises(UsageError, match="minivgg"):
         get_recipe("nope")
+
+
+def test_changes_name_what_a_run_set_apart_from_its_recipe():
+    from fmnist.recipes import changes
+    from fmnist.recipes.overrides import apply_assignment
+
+    fast = get_recipe("fast")
+    assert changes(fast.to_dict()) == []
+    run = apply_assignment(apply_assignment(fast, "epochs=4"), "lr=0.2")
+    assert changes(run.to_dict()) == ["epochs 4 (the recipe's 6)", "optimizer.lr 0.2 (the recipe's 0.35)"]
+    assert changes({"name": "not-in-the-catalogue", "epochs": 4}) == []

@@ -155,6 +155,28 @@ def test_other_content_types_methods_and_paths(client):
     assert_error(client.get("/etc/passwd"), 404, "not_found")
     assert_error(client.post("/v1/predict", content=b"1", headers={"content-type": "image/png",
                                                                    "content-length": "abc"}), 400, "bad_request")
+    # A trailing slash is another path: a JSON 404, not a redirect a client may not follow.
+    assert_error(client.post("/v1/predict/", content=image(), headers={"content-type": "image/png"},
+                             follow_redirects=False), 404, "not_found")
+
+
+def test_head_is_answered_as_get_without_a_body(client):
+    for path in ("/", "/healthz", "/v1/model", "/static/app.js", "/metrics"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"]
+    assert client.head("/v1/predict").status_code == 405  # POST only
+
+
+def test_made_up_paths_do_not_grow_the_metrics(client):
+    for i in range(5):
+        client.get(f"/static/made-up-{i}")
+        client.get(f"/nowhere/{i}")
+    text = client.get("/metrics").text
+    assert "made-up" not in text and "nowhere" not in text
+    assert re.search(r'fmnist_requests_total\{endpoint="other",status="404"\} 10\.0', text)
+    client.get("/static/app.js")
+    assert 'endpoint="/static/app.js"' in client.get("/metrics").text
 
 
 def test_a_full_queue_answers_503_with_retry_after(client, monkeypatch):
@@ -172,6 +194,7 @@ def test_model_card_gallery_health_and_readiness(client):
     assert info["classes"] == CLASSES and info["test_accuracy"] == pytest.approx(0.9121)
     assert info["dataset"] == "fashion-mnist" and info["backend"] == "torch" and info["recipe"] == "tiny"
     assert info["limits"]["max_images"] == ServeSettings().max_images and info["version"]
+    assert info["changes"] == [] and info["train_images"] is None  # not a catalogue recipe, not a run directory
     card = client.get("/v1/card").json()
     assert np.asarray(card["confusion_matrix"]).shape == (3, 3) and np.sum(card["confusion_matrix"]) == 30
     assert "measured at start-up" in card["source"]

@@ -17,7 +17,9 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.", min=0, max=65535)] = 8000,
     backend: Annotated[str, typer.Option(help=(
         "auto (ONNX Runtime on the CPU when installed, the fastest; else PyTorch), torch or onnx."))] = "auto",
-    max_batch: Annotated[int, typer.Option(help="Images per model call; 1 turns micro-batching off.")] = 64,
+    max_batch: Annotated[int, typer.Option(help=(
+        "Images per model call, gathered from waiting requests (a request is never split: a larger one runs "
+        "alone); 1 turns micro-batching off."))] = 64,
     batch_delay_ms: Annotated[float, typer.Option(help="How long a batch waits for more requests, in ms.")] = 2.0,
     queue_size: Annotated[int, typer.Option(help="Requests that may wait for the model before 503s.")] = 512,
     max_request_mb: Annotated[float, typer.Option(help="Largest request body, in MB.")] = 10.0,
@@ -43,7 +45,7 @@ def serve(
 
     s = settings(ctx, data_dir=data_dir)
     if not 0 < max_request_mb <= 1024:
-        raise UsageError(f"--max-request-mb must be between 0 and 1024, got {max_request_mb:g}")
+        raise UsageError(f"--max-request-mb must be more than 0 and at most 1024, got {max_request_mb:g}")
     options = ServeSettings(max_request_bytes=int(max_request_mb * 1024 * 1024), max_pixels=max_pixels,
                             max_images=max_images, request_timeout_s=timeout, max_batch=max_batch,
                             batch_delay_ms=batch_delay_ms, queue_size=queue_size)

@@ -82,7 +82,7 @@ def load_predictor(path: str | os.PathLike, backend: str = "torch", device: str 
     if backend == "auto":
         backend = auto_backend(path, device)
     if backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; use {' or '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; use auto, {' or '.join(BACKENDS)}")
     if backend == "torch":
         if is_onnx_path(path):
             raise UsageError(f"{path} is an exported ONNX model, which the torch backend cannot run; "

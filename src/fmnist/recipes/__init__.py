@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from fmnist.config import Recipe
 from fmnist.errors import UsageError
 from fmnist.recipes.modern import FASHION_MEAN, FASHION_STD, MODERN
@@ -18,4 +21,29 @@ def get_recipe(name: str) -> Recipe:
         raise UsageError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}") from None
 
 
-__all__ = ["FASHION_MEAN", "FASHION_STD", "RECIPES", "Recipe", "get_recipe"]
+def changes(saved: dict[str, Any]) -> list[str]:
+    """How a saved recipe (`Recipe.to_dict()`, overrides included) differs from the catalogue's recipe of its name,
+    one "setting value (the recipe's value)" per change; [] for a recipe the catalogue does not hold."""
+    base = RECIPES.get(saved.get("name")) if isinstance(saved, dict) else None
+    if base is None:
+        return []
+    ours, theirs = _flat(json.loads(json.dumps(saved))), _flat(json.loads(json.dumps(base.to_dict())))
+    return [f"{key} {_show(ours.get(key))} (the recipe's {_show(theirs.get(key))})"
+            for key in sorted(set(ours) | set(theirs)) if key != "description" and ours.get(key) != theirs.get(key)]
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+__all__ = ["FASHION_MEAN", "FASHION_STD", "RECIPES", "Recipe", "changes", "get_recipe"]

@@ -194,14 +194,39 @@ def create_app(predictor: BasePredictor, settings: ServeSettings | None = None, 
         finally:
             service.stop()
 
-    app = FastAPI(title="fmnist", version=__version__, lifespan=lifespan,
+    # redirect_slashes off: /v1/predict/ is a 404 with a JSON body, not a 307 that a client may not follow.
+    app = FastAPI(title="fmnist", version=__version__, lifespan=lifespan, redirect_slashes=False,
                   description=f"Predicts the class of clothing images with {model_name} "
                               f"({predictor.meta.model}, {len(predictor.classes)} classes).")
     app.state.service = service
     _errors(app)
     _routes(app, service)
+    service.metrics.endpoints = frozenset(route.path for route in app.routes)
     app.add_middleware(MetricsMiddleware, metrics=service.metrics)
+    app.add_middleware(HeadAsGet)
     return app
+
+
+class HeadAsGet:
+    """Pure ASGI middleware: HEAD is answered as GET without its body (the headers, Content-Length included, are
+    GET's), as HTTP asks of every resource that answers GET; uptime checkers probe with it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def _routes(app: FastAPI, service: Service) -> None:

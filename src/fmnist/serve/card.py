@@ -16,6 +16,7 @@ from fmnist.errors import FmnistError
 from fmnist.imaging import encode_image
 from fmnist.inference import BasePredictor
 from fmnist.metrics import confusion_matrix
+from fmnist.recipes import changes
 from fmnist.rundir import is_run_dir, load_run
 
 GALLERY_PER_CLASS = 2
@@ -34,9 +35,11 @@ def png_base64(image: np.ndarray) -> str:
 
 
 def build_card(predictor: BasePredictor, model: str, run_metrics: dict[str, Any] | None = None,
-               test: Split | None = None) -> ModelCard:
+               test: Split | None = None, train_images: int | None = None) -> ModelCard:
     """The card of `predictor`'s model (named `model`), from its run's metrics when given (a run directory),
-    else measured here on `test` (the model's test split, when it is available); the gallery comes from `test`."""
+    else measured here on `test` (the model's test split, when it is available); the gallery comes from `test`.
+    The recipe is described as it trained: the catalogue's description, with the settings the run changed
+    (`changes`) and, from a run directory, the number of training images."""
     meta = predictor.meta
     recipe = meta.recipe or {}
     metrics = dict(meta.metrics or {})
@@ -45,7 +48,8 @@ def build_card(predictor: BasePredictor, model: str, run_metrics: dict[str, Any]
     usable = test is not None and len(test) > 0 and len(test.classes) == len(meta.classes)
     info = {
         "model": model, "architecture": meta.model, "recipe": recipe.get("name"),
-        "description": recipe.get("description"), "classes": list(meta.classes),
+        "description": recipe.get("description"), "changes": changes(recipe), "train_images": train_images,
+        "classes": list(meta.classes),
         "test_accuracy": metrics.get("test_accuracy"), "dataset": meta.dataset,
         "input_size": list(meta.input_size), "tta_flip": meta.tta_flip, "tta_shift": meta.tta_shift, "confidence_threshold": predictor.threshold,
         "backend": predictor.backend, "trained_with": meta.version, "version": __version__, "created": meta.created,
@@ -79,9 +83,11 @@ def _gallery(test: Split, per_class: int = GALLERY_PER_CLASS) -> list[dict[str, 
 def card_for(predictor: BasePredictor, model: Path, data_dir: Path | None = None) -> tuple[ModelCard, str | None]:
     """The card of a served model file or run directory, and a note when the test set is not on this machine (no
     gallery then; nothing is downloaded)."""
-    run_metrics = load_run(model).metrics.to_dict() if model.is_dir() and is_run_dir(model) else None
+    run = load_run(model) if model.is_dir() and is_run_dir(model) else None
+    run_metrics = run.metrics.to_dict() if run else None
+    train_images = run.config.train_images if run else None
     try:
         test = load_split("test", predictor.meta.dataset, data_dir=data_dir, download=False)
     except FmnistError as e:
-        return build_card(predictor, model.name, run_metrics), f"no gallery: {e}"
-    return build_card(predictor, model.name, run_metrics, test), None
+        return build_card(predictor, model.name, run_metrics, train_images=train_images), f"no gallery: {e}"
+    return build_card(predictor, model.name, run_metrics, test, train_images), None

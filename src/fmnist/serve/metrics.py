@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,7 +17,7 @@ from prometheus_client import (
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 KNOWN_PATHS = ("/", "/v1/predict", "/v1/model", "/v1/card", "/v1/gallery", "/healthz", "/readyz", "/metrics",
-               "/docs", "/openapi.json")
+               "/docs", "/openapi.json", "/static/app.js", "/static/style.css")
 
 
 class ServeMetrics:
@@ -25,7 +25,10 @@ class ServeMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, queue_depth: Callable[[], int] = lambda: 0) -> None:
+    def __init__(self, queue_depth: Callable[[], int] = lambda: 0, endpoints: Iterable[str] = KNOWN_PATHS) -> None:
+        # Requests are labelled by path only for these (the app's routes); any other path counts as "other", so
+        # a client cannot grow the labels, and the memory they take, by asking for made-up paths.
+        self.endpoints = frozenset(endpoints)
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("fmnist_requests", "HTTP requests answered", ["endpoint", "status"], registry=r)
@@ -49,7 +52,7 @@ class ServeMetrics:
         self.model_seconds.observe(seconds)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
-        endpoint = path if path in KNOWN_PATHS or path.startswith("/static/") else "other"
+        endpoint = path if path in self.endpoints else "other"
         self.requests.labels(endpoint, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 

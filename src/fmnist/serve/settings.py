@@ -9,6 +9,10 @@ from fmnist.errors import UsageError
 MB = 1024 * 1024
 
 
+# The `fmnist serve` option of a setting whose name differs from it (the others are --max-batch for max_batch).
+OPTION = {"request_timeout_s": "--timeout", "max_request_bytes": "--max-request-mb (in bytes)"}
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Limits and micro-batching of the service. Defaults suit one model on a small CPU machine."""
@@ -17,14 +21,16 @@ class ServeSettings:
     max_pixels: int = 40_000_000  # per image, from its header, before decoding (a 20000x20000 PNG is 400M)
     max_images: int = 64  # images per request
     request_timeout_s: float = 10.0  # reading the body, and waiting for the model, each at most this long
-    max_batch: int = 64  # images per model call; 1 turns micro-batching off (one call per request)
+    # Images per model call, gathered from waiting requests (a request is never split: a larger one runs alone);
+    # 1 turns micro-batching off (one call per request).
+    max_batch: int = 64
     batch_delay_ms: float = 2.0  # how long the first request of a batch waits for others to join it
     queue_size: int = 512  # requests waiting for the model; beyond this the service answers 503
     inline_bytes: int = 16 * 1024  # images this small and at most 64x64 are decoded on the event loop
 
     def __post_init__(self) -> None:
         checks = [
-            ("max_request_bytes", self.max_request_bytes >= 1024, "at least 1024"),
+            ("max_request_bytes", self.max_request_bytes >= 1024, "at least 1024 bytes"),
             ("max_pixels", self.max_pixels >= 1, "at least 1"),
             ("max_images", 1 <= self.max_images <= 10_000, "between 1 and 10000"),
             ("request_timeout_s", 0 < self.request_timeout_s <= 3600, "between 0 and 3600 seconds"),
@@ -34,7 +40,8 @@ class ServeSettings:
         ]
         for name, ok, allowed in checks:
             if not ok:
-                raise UsageError(f"{name.replace('_', '-')} must be {allowed}, got {getattr(self, name)}")
+                raise UsageError(f"{OPTION.get(name, '--' + name.replace('_', '-'))} must be {allowed}, "
+                                 f"got {getattr(self, name)}")
 
     @property
     def batching(self) -> bool:

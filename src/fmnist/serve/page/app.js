@@ -42,7 +42,8 @@ async function predict(files) {
                                  { method: "POST", body: form });
     const body = await response.json();
     if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
-    body.predictions.forEach((prediction, i) => showResult(prediction, files[i]));
+    // Each result goes on top: the last file first, so that this upload reads in the order it was chosen.
+    for (let i = body.predictions.length - 1; i >= 0; i--) showResult(body.predictions[i], files[i]);
     setStatus(`Predicted ${body.predictions.length} image${body.predictions.length > 1 ? "s" : ""}.`);
   } catch (error) {
     setStatus(`Could not predict: ${error.message}`, true);
@@ -100,6 +101,8 @@ async function loadGallery() {
 function showCard(info, card) {
   const facts = [
     ["Recipe", `${info.recipe || "?"}${info.description ? ": " + info.description : ""}`],
+    ...(info.changes && info.changes.length ? [["Changed from the recipe", info.changes.join("; ")]] : []),
+    ...(info.train_images ? [["Training images", info.train_images.toLocaleString("en")]] : []),
     ["Architecture", info.architecture],
     ["Test accuracy", info.test_accuracy == null ? "not recorded" : `${pct(info.test_accuracy)} (recorded at training)`],
     ["Dataset", info.dataset || "?"],
@@ -155,7 +158,13 @@ function wire() {
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    predict([...event.dataTransfer.files].filter((f) => f.type.startsWith("image/") || !f.type));
+    const dropped = [...event.dataTransfer.files];
+    const images = dropped.filter((f) => f.type.startsWith("image/") || !f.type);
+    if (dropped.length && !images.length) {
+      setStatus(`${dropped.length === 1 ? "That file is" : "Those files are"} not an image; drop PNG, JPEG, WebP, BMP, GIF or TIFF files.`, true);
+      return;
+    }
+    predict(images);
   });
   for (const id of ["files", "camera"]) {
     $(id).addEventListener("change", (event) => { predict([...event.target.files]); event.target.value = ""; });
