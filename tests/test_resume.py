@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -68,3 +70,21 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path):
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot be read"):
         fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
+
+
+class SlowStopAt(StopAt):
+    """StopAt whose steps each take at least 0.1 s more."""
+
+    def should_stop(self) -> bool:
+        time.sleep(0.1)
+        return super().should_stop()
+
+
+def test_the_resumed_epoch_counts_its_time_before_the_stop(tmp_path):
+    recipe = get_recipe("mlp").replace(epochs=3, batch_size=32)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(TrainingInterrupted):  # 3 steps per epoch: steps 4 and 5 are epoch 2's, 0.1 s each at least
+        fit(recipe, data(), TrainOptions(seed=5, device="cpu"), SlowStopAt(5), checkpoint=ckpt)
+    resumed = fit(recipe, data(), TrainOptions(seed=5, device="cpu"), checkpoint=ckpt, resume=True)
+    assert resumed.history[1].seconds >= 0.2
+    assert resumed.seconds >= sum(h.seconds for h in resumed.history) - 1e-6

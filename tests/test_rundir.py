@@ -87,3 +87,11 @@ def test_a_config_of_the_wrong_shape_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"recipe": {"name": "x", "epochs": 0}}))
     with pytest.raises(DataError, match="config.json: not a run configuration"):
         load_run(tmp_path)
+
+
+def test_a_file_given_as_the_run_names_the_run_that_holds_it(tmp_path):
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="is a file, not a run directory") as e:
+        load_run(tmp_path / "notes.txt")
+    assert "the run holding it" not in str(e.value)  # tmp_path is no run

@@ -148,6 +148,10 @@ def is_run_dir(path: Path) -> bool:
 def load_run(run_dir: str | os.PathLike) -> RunRecord:
     """Read and check config.json, history.csv and metrics.json of a run directory."""
     run_dir = Path(run_dir)
+    if run_dir.is_file():
+        parent = run_dir.parent if is_run_dir(run_dir.parent) else None
+        hint = f" (the run holding it is {parent})" if parent else ""
+        raise DataError(f"{run_dir} is a file, not a run directory; pass the directory `fmnist train` wrote{hint}")
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory; pass a directory written by `fmnist train`")
     config_path = run_dir / CONFIG_FILE

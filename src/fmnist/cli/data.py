@@ -92,7 +92,7 @@ def show(
     if as_json:
         print_json({"dataset": ds.name, "split": split, "n": n, "path": str(path)})
     else:
-        out.print(f"wrote {path} ({n} {split} images)", markup=False, soft_wrap=True)
+        out.print(f"wrote {path} ({n} {split} image{'s' if n != 1 else ''})", markup=False, soft_wrap=True)
 
 
 def _load(ctx: typer.Context, data_dir: Path | None, dataset: str | None, download: bool) -> Dataset:

@@ -13,7 +13,7 @@ def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> 
     """One panel per parameter (name, log scale) plus one for seconds; `rows` hold "params", "accuracy" (a
     fraction), "seconds" and "state" (COMPLETE, PRUNED) per trial."""
     panels = len(params) + 1
-    fig = Figure(figsize=(3.2 * panels, 3.0))
+    fig = Figure(figsize=(3.2 * panels, 3.3), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     done = [r for r in rows if r["state"] == "COMPLETE" and r["accuracy"] is not None]
     pruned = [r for r in rows if r["state"] == "PRUNED" and r["accuracy"] is not None]
@@ -39,8 +39,11 @@ def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> 
                 ticks = np.geomspace(min(xs), max(xs), 4)
                 ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
                 ax.xaxis.set_minor_formatter(NullFormatter())
+        elif name != "seconds" and all(isinstance(r["params"].get(name), int) for r in done + pruned):
+            ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2: no tick at 1.2
         ax.set_xlabel("training s" if name == "seconds" else name)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out accuracy %")
-    axes[0].legend(fontsize=7, loc="lower right")
+    # Above the panels, where it covers no trial.
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="outside upper center", ncols=3, frameon=False)
     return fig

@@ -37,6 +37,9 @@ def _style(loss_ax: Axes, acc_ax: Axes) -> None:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        low, high = ax.get_xlim()
+        if high - low < 2:  # one epoch: a tick at it alone, not 0.96 ... 1.04
+            ax.set_xlim(round((low + high) / 2) - 1, round((low + high) / 2) + 1)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
 

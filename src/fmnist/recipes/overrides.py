@@ -18,6 +18,8 @@ ALIASES = {"lr": "optimizer.lr", "momentum": "optimizer.momentum", "weight_decay
            "schedule": "schedule.name", "crop_padding": "augment.crop_padding", "flip": "augment.flip",
            "erase": "augment.erase"}
 GROUPS = ("optimizer", "schedule", "augment")
+# Fields that describe a recipe rather than set how it trains: settable, but not offered in the list of settings.
+ABOUT = ("name", "description", "seed_doc", "reported", "reported_note")
 
 
 def canonical(key: str) -> str:
@@ -31,7 +33,8 @@ def canonical(key: str) -> str:
         return key
     if group == "model_args" and field.isidentifier():
         return key  # checked against the architecture's arguments in `override`
-    known = sorted(fields - set(GROUPS)) + [f"{g}.{f.name}" for g in GROUPS for f in dataclasses.fields(_group_type(g))]
+    known = sorted(fields - set(GROUPS) - set(ABOUT)) + [f"{g}.{f.name}" for g in GROUPS
+                                                         for f in dataclasses.fields(_group_type(g))]
     known.append("model_args.NAME")
     raise UsageError(f"unknown recipe setting {key!r}; settings: {', '.join(sorted(ALIASES))} or any of "
                      f"{', '.join(known)}")

@@ -47,7 +47,7 @@ def _headline(run: RunRecord) -> list[str]:
     rows = [
         ("test accuracy", f"**{acc:.2f}%**"),
         ("test loss", fmt(m.test_loss, ".4f")),
-        ("training time", f"{fmt(seconds, '.1f', suffix=' s')} for {epochs} epochs "
+        ("training time", f"{fmt(seconds, '.1f', suffix=' s')} for {epochs} epoch{'s' if epochs != 1 else ''} "
                           f"({fmt(None if seconds is None else seconds / epochs, '.1f', suffix=' s')} per epoch)"),
         ("validation", describe_validation(_validation(run), recipe.val_fraction)),
     ]
@@ -55,7 +55,8 @@ def _headline(run: RunRecord) -> list[str]:
         note = f" ({recipe.reported_note})" if recipe.reported_note else ""
         label = f"seed {recipe.seed_doc} reported" if recipe.seed_doc else "seed reported"
         rows.append((label, f"{m.seed_reported:.2f}%{note}; ours is {acc - m.seed_reported:+.2f} points"))
-    rows.append(("dataset", f"{m.dataset or cfg.dataset}" + (f" (source: {cfg.data_source})" if cfg.data_source else "")))
+    source = ", ".join(str(x) for x in (cfg.data_source, cfg.data_dir) if x)  # the directory: an image folder's name
+    rows.append(("dataset", f"{m.dataset or cfg.dataset}" + (f" (source: {source})" if source else "")))
     if cfg.limit:
         rows.append(("training images", f"a random {cfg.limit} only (`--limit`): not comparable with the seed"))
     device = m.device or cfg.options.device

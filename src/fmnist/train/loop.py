@@ -344,6 +344,8 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
     t_start = time.perf_counter() - position.seconds
     for epoch in range(position.epoch, recipe.epochs + 1):
         t0 = time.perf_counter()
+        if epoch == position.epoch and position.done:  # resumed mid-epoch: its time before the stop counts too
+            t0 -= max(0.0, position.seconds - sum(h.seconds for h in history))
         try:
             train_loss, train_acc = train_epoch(loop, epoch, cb, options.progress_every,
                                                 position if epoch == position.epoch else None)
