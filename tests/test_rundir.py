@@ -90,7 +90,6 @@ def test_a_config_of_the_wrong_shape_is_refused(tmp_path):
 
 
 def test_a_file_given_as_the_run_names_the_run_that_holds_it(tmp_path):
-
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="is a file, not a run directory") as e:
         load_run(tmp_path / "notes.txt")
