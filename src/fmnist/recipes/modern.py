@@ -102,8 +102,8 @@ SOTA = replace(
     name="sota",
     description="Wide residual CNN (whitened stem, 128-256-512, a residual block per stage), 40 epochs one-cycle "
                 "SGD-Nesterov, crop+flip+erasing, flip+shift TTA; batch 256; all 60k",
-    # About 330 M multiply-accumulates per image (`fast`: 14 M): several hours on 2 CPU cores, about a minute
-    # on one large GPU. The device is not part of the recipe: the same recipe runs on either.
+    # About 290 M multiply-accumulates per image (`fast`: 15 M): over an hour on 2 CPU cores (89-99 min
+    # measured), about a minute on one large GPU (estimated). The device is not part of the recipe: the same recipe runs on either.
     model_args={"whiten": 3, "dirac": True, "widths": [128, 256, 512], "blocks": [1, 1, 1]},
     # The whitening bias trains throughout, as in the runs measured (docs/results.md), not only for `best`'s 2.
     optimizer=replace(BEST.optimizer, whiten_bias_epochs=None),

@@ -20,7 +20,7 @@ class ServeSettings:
     max_request_bytes: int = 10 * MB  # a request body over this is refused (413) before it is read in full
     max_pixels: int = 40_000_000  # per image, from its header, before decoding (a 20000x20000 PNG is 400M)
     max_images: int = 64  # images per request
-    request_timeout_s: float = 10.0  # reading the body, and waiting for the model, each at most this long
+    request_timeout_s: float = 10.0  # from the request's start: the body read and the answer ready within it
     # Images per model call, gathered from waiting requests (a request is never split: a larger one runs alone);
     # 1 turns micro-batching off (one call per request).
     max_batch: int = 64
