@@ -233,3 +233,23 @@ def test_docs_openapi_and_the_page_load_nothing_from_outside(client):
         assert "fetch(\"http" not in r.text and "fetch('http" not in r.text
     page = client.get("/").text
     assert 'capture="environment"' in page and 'type="file"' in page and "multiple" in page
+
+
+def test_an_image_that_fails_among_several_gets_its_own_error_and_the_rest_are_answered(client):
+    files = [("image", ("a.png", image(1), "image/png")), ("image", ("broken.png", b"not an image", "image/png")),
+             ("image", ("empty.png", b"", "image/png")), ("image", ("b.png", image(2), "image/png"))]
+    r = client.post("/v1/predict", files=files)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [p["filename"] for p in body["predictions"]] == ["a.png", "broken.png", "empty.png", "b.png"]
+    assert body["failed"] == 2
+    a, broken, empty, b = body["predictions"]
+    assert broken["error"]["code"] == "bad_image" and broken["error"]["status"] == 422
+    assert "image 2" in broken["error"]["message"]
+    assert empty["error"]["code"] == "bad_request" and "empty" in empty["error"]["message"]
+    alone = [client.post("/v1/predict", files={"image": (n, d, "image/png")}).json()["predictions"][0]
+             for n, d in (("a.png", image(1)), ("b.png", image(2)))]
+    np.testing.assert_allclose([a["probabilities"], b["probabilities"]], [x["probabilities"] for x in alone], atol=1e-6)
+    # When none of them can be used, the request fails with the first one's error.
+    r = client.post("/v1/predict", files=files[1:3])
+    assert_error(r, 422, "bad_image")

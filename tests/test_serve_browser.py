@@ -69,3 +69,26 @@ def test_upload_shows_the_prediction_and_bars_then_a_gallery_image(served, tmp_p
                 page.close()
         finally:
             browser.close()
+
+
+def test_several_files_read_in_the_order_chosen_and_one_that_fails_says_why(served, tmp_path):
+    url, _ = served
+    rng = np.random.default_rng(6)
+    for name in ("first.png", "third.png"):
+        (tmp_path / name).write_bytes(png_bytes(rng.integers(0, 255, (28, 28), dtype=np.uint8)))
+    (tmp_path / "second.png").write_bytes(b"not an image")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.set_default_timeout(WAIT)
+            page.goto(url + "/")
+            page.wait_for_selector("#card dd")
+            page.set_input_files("#files", [str(tmp_path / n) for n in ("first.png", "second.png", "third.png")])
+            sync_api.expect(page.locator(".result")).to_have_count(3, timeout=WAIT)
+            alts = [page.locator(".result").nth(i).locator("img").first.get_attribute("alt") for i in range(3)]
+            assert alts == ["your image first.png", "your image second.png", "your image third.png"]
+            assert "second.png" in page.locator(".result").nth(1).locator(".error").inner_text()
+            assert "1 could not be used" in page.locator("#status").inner_text()
+        finally:
+            browser.close()

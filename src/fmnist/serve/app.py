@@ -2,7 +2,10 @@
 and the page at `/`.
 
 Every answer that is not a success is JSON `{"error": {"code", "message"}}` (errors.py): bad input is a 4xx,
-a full queue or a missed deadline a 503 with Retry-After; nothing a client sends reaches the file system.
+a full queue or a missed deadline a 503 with Retry-After; nothing a client sends reaches the file system. A
+request of several images is answered image by image: one that cannot be used gets `{"filename", "error":
+{"code", "message", "status"}}` in place of its prediction (`failed` counts them), and only a request none of
+whose images can be used fails as a whole, with its first image's error.
 """
 
 from __future__ import annotations
@@ -123,10 +126,14 @@ class Service:
         body = await read_body(request, s.max_request_bytes, s.request_timeout_s)
         uploads = parse_uploads(request.headers.get("content-type", ""), body, s.max_images)
         if all(_small(u.data, s.inline_bytes) for u in uploads):
-            prepared = _prepare_all(uploads, mode, s.max_pixels)
+            results = _prepare_all(uploads, mode, s.max_pixels)
         else:
-            prepared = await asyncio.get_running_loop().run_in_executor(
+            results = await asyncio.get_running_loop().run_in_executor(
                 self.pool, _prepare_all, uploads, mode, s.max_pixels)
+        failed = [r for r in results if isinstance(r, ServeError)]
+        if len(failed) == len(results):  # nothing to predict: the request fails with its (first) image's error
+            raise failed[0]
+        prepared = [r for r in results if not isinstance(r, ServeError)]
         try:
             async with deadline_after(max(deadline - time.monotonic(), 0.001)):
                 rows = await self.batcher.submit(np.stack([p.image for p in prepared]))
@@ -135,9 +142,15 @@ class Service:
             raise overloaded(f"the service is busy ({s.queue_size} requests waiting); retry shortly") from None
         except asyncio.TimeoutError:
             raise overloaded(f"no prediction within {s.request_timeout_s:g} s; the service is overloaded") from None
-        predictions = self.predictor.predictions(rows, [u.filename for u in uploads], prepared, top_k)
+        names = [u.filename for u, r in zip(uploads, results) if not isinstance(r, ServeError)]
+        predictions = iter(self.predictor.predictions(rows, names, prepared, top_k))
         items = []
-        for p in predictions:
+        for upload, result in zip(uploads, results):
+            if isinstance(result, ServeError):  # one image of several: the others are still answered
+                items.append({"filename": upload.filename, "error": {"code": result.code, "message": result.message,
+                                                                     "status": result.status}})
+                continue
+            p = next(predictions)
             item = {"filename": p.path, "index": p.index, "name": p.name, "probability": p.probability,
                     "confident": p.confident, "preprocess": p.preprocess,
                     "top": [{"index": i, "name": n, "probability": q} for i, n, q in p.top],
@@ -145,7 +158,8 @@ class Service:
             if return_input:
                 item["input_png"] = png_base64(p.image)
             items.append(item)
-        return {"classes": self.predictor.classes, "backend": self.predictor.backend, "predictions": items}
+        return {"classes": self.predictor.classes, "backend": self.predictor.backend, "predictions": items,
+                "failed": len(failed)}
 
 
 def _small(data: bytes, limit: int) -> bool:
@@ -162,19 +176,21 @@ def _small(data: bytes, limit: int) -> bool:
         return True
 
 
-def _prepare_all(uploads: list[Upload], mode: str, max_pixels: int) -> list[Preprocessed]:
-    prepared = []
-    for i, upload in enumerate(uploads):
-        name = f"{upload.filename!r} (image {i + 1})" if len(uploads) > 1 else repr(upload.filename)
-        if not upload.data:
-            raise bad_request(f"image {name} is empty")
-        try:
-            prepared.append(prepare_file(upload.data, mode, name, max_pixels))
-        except TooLargeError as e:
-            raise too_large("image_too_large", str(e)) from None
-        except DataError as e:
-            raise unprocessable_image(str(e)) from None
-    return prepared
+def _prepare_all(uploads: list[Upload], mode: str, max_pixels: int) -> list[Preprocessed | ServeError]:
+    """Each upload preprocessed, or the error that answers it (the request's own, when it is the only image)."""
+    return [_prepare(upload, mode, max_pixels, f"{upload.filename!r} (image {i + 1})" if len(uploads) > 1
+                     else repr(upload.filename)) for i, upload in enumerate(uploads)]
+
+
+def _prepare(upload: Upload, mode: str, max_pixels: int, name: str) -> Preprocessed | ServeError:
+    if not upload.data:
+        return bad_request(f"image {name} is empty")
+    try:
+        return prepare_file(upload.data, mode, name, max_pixels)
+    except TooLargeError as e:
+        return too_large("image_too_large", str(e))
+    except DataError as e:
+        return unprocessable_image(str(e))
 
 
 def _page(name: str) -> bytes:

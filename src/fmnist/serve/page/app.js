@@ -43,8 +43,13 @@ async function predict(files) {
     const body = await response.json();
     if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
     // Each result goes on top: the last file first, so that this upload reads in the order it was chosen.
-    for (let i = body.predictions.length - 1; i >= 0; i--) showResult(body.predictions[i], files[i]);
-    setStatus(`Predicted ${body.predictions.length} image${body.predictions.length > 1 ? "s" : ""}.`);
+    for (let i = body.predictions.length - 1; i >= 0; i--) {
+      const item = body.predictions[i];
+      if (item.error) showFailure(item, files[i]); else showResult(item, files[i]);
+    }
+    const done = body.predictions.length - (body.failed || 0);
+    setStatus(`Predicted ${done} image${done === 1 ? "" : "s"}` +
+              (body.failed ? `; ${body.failed} could not be used (see below).` : "."), Boolean(body.failed));
   } catch (error) {
     setStatus(`Could not predict: ${error.message}`, true);
   }
@@ -72,6 +77,15 @@ function showResult(p, file) {
   }
   const item = el("li", { class: "result" }, views, el("div", {}, verdict, bars));
   $("results").prepend(item);
+}
+
+function showFailure(item, file) {
+  const original = el("img", { alt: `your image ${file.name || ""}` });
+  original.src = URL.createObjectURL(file);
+  const views = el("div", { class: "views" }, el("figure", {}, original, el("figcaption", { text: "yours" })));
+  const why = el("p", { class: "verdict" }, el("span", { class: "name", text: "Not predicted" }));
+  $("results").prepend(el("li", { class: "result" }, views,
+                          el("div", {}, why, el("p", { class: "error", text: item.error.message }))));
 }
 
 function pngFile(base64, name) {
