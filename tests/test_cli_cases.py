@@ -314,3 +314,10 @@ def test_seeds_outside_the_stated_range_are_a_sentence(cli, tiny_data_dir, tmp_p
         clean(r)
         assert "--seed must be a whole number from 0 to 4294967295 (2**32 - 1)" in r.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_preprocess_on_a_folder_of_class_folders_says_where_to_look(cli, tmp_path):
+    (tmp_path / "photos" / "Bag").mkdir(parents=True)
+    r = cli("preprocess", tmp_path / "photos", "--out", tmp_path / "views")
+    assert r.exit_code == 2 and "no image files" in r.stderr and "--images" in r.stderr, r.stderr
+    assert not (tmp_path / "views").exists()

@@ -237,3 +237,12 @@ def test_cli_cv_prints_folds_summaries_and_comparison(cli, tmp_path):
 def test_cli_cv_unknown_recipe_is_a_usage_error(cli, tmp_path):
     r = cli("cv", "nope", "--out", tmp_path)
     assert r.exit_code == 2 and "unknown recipe 'nope'" in r.stderr
+
+
+def test_a_limit_over_the_data_uses_all_of_it_and_says_so(tmp_path):
+    progress = Recorder()
+    cv = run_cv(config(tmp_path, limit=10_000), tiny_data(), progress)
+    assert any("all of them are used" in n for n in progress.notes), progress.notes
+    saved = json.loads((tmp_path / "cv.json").read_text())
+    assert saved["data"]["limit"] is None and saved["data"]["images"] == 200
+    assert cv.trained == 10

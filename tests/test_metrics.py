@@ -79,3 +79,12 @@ def test_agrees_with_sklearn_on_random_labels():
 def test_format_report_matches_sklearn_layout():
     text = format_report(classification_report(Y_TRUE, Y_PRED, CLASSES), digits=4)
     assert text == skm.classification_report(Y_TRUE, Y_PRED, target_names=CLASSES, digits=4)
+
+
+def test_macro_average_leaves_out_classes_the_labels_do_not_hold():
+    from fmnist.metrics import classification_report
+
+    # Two of four classes present, both perfectly predicted: macro 1.0, not 0.5 from two empty classes.
+    report = classification_report([1, 1, 3], [1, 1, 3], ["a", "b", "c", "d"])
+    assert report["macro_avg"]["recall"] == 1.0 and report["macro_avg"]["precision"] == 1.0
+    assert report["per_class"][0]["support"] == 0  # still listed

@@ -34,7 +34,9 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
 
 
 def classification_report(y_true: Any, y_pred: Any, classes: Sequence[str]) -> dict[str, Any]:
-    """Per-class precision/recall/f1/support plus accuracy, macro and weighted averages (zero_division=0)."""
+    """Per-class precision/recall/f1/support plus accuracy, macro and weighted averages (zero_division=0). The macro
+    average is over the classes present in `y_true` (all of them on a test set): a folder of a few classes'
+    images is not averaged with zeros for the classes it does not hold."""
     t, p = _labels(y_true, y_pred)
     labels = list(range(len(classes)))
     precision, recall, f1, support = skm.precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
@@ -43,8 +45,11 @@ def classification_report(y_true: Any, y_pred: Any, classes: Sequence[str]) -> d
         for i, name in enumerate(classes)
     ]
 
+    present = [i for i in labels if support[i] > 0] or labels
+
     def average(kind: str) -> dict[str, float | int]:
-        pr, rc, f, _ = skm.precision_recall_fscore_support(t, p, labels=labels, average=kind, zero_division=0)
+        pr, rc, f, _ = skm.precision_recall_fscore_support(t, p, labels=present if kind == "macro" else labels,
+                                                           average=kind, zero_division=0)
         return {"precision": float(pr), "recall": float(rc), "f1": float(f), "support": int(support.sum())}
 
     return {"per_class": per_class, "accuracy": accuracy(t, p), "macro_avg": average("macro"), "weighted_avg": average("weighted")}

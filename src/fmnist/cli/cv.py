@@ -102,7 +102,15 @@ def cv(
             how = "read back" if result.reused else f"{result.seconds:.1f} s"
             lines.print(f"{result.recipe} {fold.label}: {result.score * 100:.2f}% ({how})", markup=False)
 
-    result = run_cv(config, CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir)), Printer(), overwrite=overwrite)
+    data = CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir))
+    try:
+        result = run_cv(config, data, Printer(), overwrite=overwrite)
+    except KeyboardInterrupt:
+        from fmnist.train.loop import TrainingInterrupted
+
+        raise TrainingInterrupted(f"interrupted: the finished folds are kept in {config.out}, and a fold in progress "
+                                  "continues from its last epoch's checkpoint; run the same command again to "
+                                  "continue", None) from None
     if as_json:
         print_json(result.to_dict(histories=False))
         return

@@ -30,18 +30,15 @@ def predict(
 
     Exit code 0 when every file was predicted, 2 when some could not be read.
     """
-    from fmnist.errors import DataError
     from fmnist.export import load_predictor
-    from fmnist.imaging import IMAGE_SUFFIXES, check_mode, image_files
+    from fmnist.imaging import check_mode, required_image_files
     from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, device=device)
     check_mode(preprocess)
     configure_process()
     predictor = load_predictor(model, backend, device=resolve_device(s.device))
-    files = image_files(images)
-    if not files:
-        raise DataError(f"no image files in {', '.join(map(str, images))} (looked for {', '.join(IMAGE_SUFFIXES)})")
+    files = required_image_files(images)
     predictions, failed = predictor.predict_files(files, mode=preprocess)
     if as_json:
         print_json([p.to_dict() for p in predictions] + [{"path": path, "error": why} for path, why in failed])

@@ -28,14 +28,14 @@ def preprocess(
     from fmnist.cli.outputs import check_out_dir
     from fmnist.errors import DataError
     from fmnist.fileio import atomic_path
-    from fmnist.imaging import check_mode, image_files, open_image, prepare
+    from fmnist.imaging import check_mode, open_image, prepare, required_image_files
     from fmnist.paths import safe_name
     from fmnist.plots.photos import plot_preprocessing
 
     check_mode(mode)
     check_out_dir(out_dir, overwrite, "the preprocessed images")
     written, failed, used = [], [], set()
-    for path in image_files(images):
+    for path in required_image_files(images):
         try:
             original = open_image(path)
             result = prepare(original, mode)

@@ -31,7 +31,7 @@ class EpochProgress(Callbacks):
             err.print(message, markup=False, soft_wrap=True)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        if not self.enabled:
+        if not self.enabled or not err.is_terminal:  # a bar in a log file is only the blank line it leaves
             return
         self.progress = Progress(
             TextColumn(f"{escape(self.label)}epoch {epoch}/{epochs}"),

@@ -14,8 +14,7 @@ of intra-op threads, so compare executors at the same --threads).
 
 from __future__ import annotations
 
-from __future__ import annotations
-
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +85,9 @@ def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None, o
     a cross-validation made with other options."""
     progress = progress or CVProgress()
     images, labels = data.images, data.labels
+    if config.limit and config.limit >= len(labels):
+        progress.note(f"--limit {config.limit} is not below the {len(labels):,} training images: all of them are used")
+        config = dataclasses.replace(config, limit=None)
     if config.limit:
         images, labels = subset(images, labels, config.limit, config.seed)
     checksum = data.digest

@@ -5,6 +5,7 @@ from fmnist.imaging.decode import (
     ImageSource,
     image_files,
     open_image,
+    required_image_files,
     to_grayscale,
 )
 from fmnist.imaging.encode import encode_image
@@ -35,6 +36,7 @@ __all__ = [
     "check_mode",
     "encode_image",
     "image_files",
+    "required_image_files",
     "load_image",
     "load_images",
     "looks_like_dataset",

@@ -143,3 +143,14 @@ def image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
         else:
             files.append(path)
     return files
+
+
+def required_image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
+    """`image_files(paths)`, or a DataError saying where none was found (`predict`, `preprocess`)."""
+    files = image_files(paths)
+    if not files:
+        folders = [p for p in map(Path, paths) if p.is_dir() and any(q.is_dir() for q in p.iterdir())]
+        hint = (f"; {folders[0]} holds folders: images sorted into class folders are scored with "
+                f"`fmnist evaluate MODEL --images {folders[0]}`" if folders else "")
+        raise DataError(f"no image files in {', '.join(map(str, paths))} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
+    return files

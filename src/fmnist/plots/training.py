@@ -81,8 +81,10 @@ def plot_boxplot(scores: dict[str, Sequence[float]], path: str | os.PathLike, ti
     fig = Figure(figsize=(max(4.0, 1.8 * len(names) + 1.5), 5), layout="constrained")
     ax = fig.subplots()
     ax.boxplot(data, showmeans=True, meanprops={"marker": "^", "markerfacecolor": "tab:green", "markeredgecolor": "tab:green"})
-    # Tick labels carry mean ± std (population std, as the seed's numpy.std) so the figure stands alone.
-    ax.set_xticks(range(1, len(names) + 1), [f"{n}\n{d.mean():.3f} ± {d.std():.3f}" for n, d in zip(names, data)])
-    ax.set(ylabel="fold accuracy (%)", title=title or "Cross-validation accuracy (▲ = mean)")
+    # Tick labels carry mean ± sd so the figure stands alone: the sample standard deviation (n - 1), the one the
+    # console, cv.json and report.md give.
+    ax.set_xticks(range(1, len(names) + 1),
+                  [f"{n}\n{d.mean():.3f} ± {d.std(ddof=1) if len(d) > 1 else 0.0:.3f}" for n, d in zip(names, data)])
+    ax.set(ylabel="fold accuracy (%)", title=title or "Cross-validation accuracy (▲ = mean; mean ± sd below)")
     ax.grid(axis="y", alpha=0.3)
     return save_figure(fig, path)

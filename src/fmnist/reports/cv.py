@@ -75,9 +75,9 @@ def cv_report_markdown(cv: dict[str, Any]) -> str:
     lines += [
         "",
         (
-            "std is the sample standard deviation (ddof=1); the seed printed numpy's population std (ddof=0), a little "
-            "smaller. The interval is mean ± t·s/√n; fold scores share most of their training images, so they are not "
-            "independent and the interval is somewhat optimistic."
+            "std is the sample standard deviation (ddof=1), in the box plot too; the seed printed numpy's population "
+            "std (ddof=0), a little smaller. The interval is mean ± t·s/√n, clipped to 0-100%; fold scores share most "
+            "of their training images, so they are not independent and the interval is somewhat optimistic."
         ),
         "",
         "## Scores per fold (%)",
