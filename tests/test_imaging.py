@@ -176,3 +176,16 @@ def test_open_image_returns_a_detached_image(tmp_path):
     img = open_image(path)
     path.unlink()  # the image no longer needs its file
     assert img.size == (30, 30)
+
+
+@pytest.mark.parametrize("values", [[0.0, 1e-40, 1e-41, 0.0], [-3e38, 3e38, 0.0, 1.0]])
+def test_float_images_at_the_edges_of_float32_stretch_without_overflow(values):
+    import warnings
+
+    from fmnist.imaging.decode import _stretch_to_8bit
+
+    img = Image.fromarray(np.array(values, np.float32).reshape(2, 2), "F")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the cast was a RuntimeWarning and a wrong pixel
+        out = np.asarray(_stretch_to_8bit(img))
+    assert out.dtype == np.uint8 and out.max() == 255 and out.min() == 0

@@ -103,9 +103,9 @@ def _stretch_to_8bit(img: Image.Image) -> Image.Image:
     lo, hi = min(float(a.min()), 0.0), float(a.max())
     if hi <= lo:
         return Image.new("L", img.size, 0)
-    a -= lo
-    a *= 255.0 / (hi - lo)
-    return Image.fromarray(np.rint(a).clip(0, 255).astype(np.uint8))  # uint8 [H, W] -> mode L
+    # In float64: a float32 range near its limits, or a denormal one, overflows a float32 product.
+    scaled = (a.astype(np.float64) - lo) / (hi - lo) * 255.0
+    return Image.fromarray(np.rint(scaled).clip(0, 255).astype(np.uint8))  # uint8 [H, W] -> mode L
 
 
 def _is_svg(source: ImageSource, name: str) -> bool:
