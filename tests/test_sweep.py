@@ -94,6 +94,15 @@ def test_a_continued_sweep_draws_new_points(cli, tiny_data_dir, tmp_path):
     assert len(values) == 3 and len(set(values)) == 3, values  # a resumed sampler does not repeat its first draw
 
 
+def test_a_trial_that_diverges_is_pruned_and_the_sweep_goes_on(cli, tiny_data_dir, tmp_path):
+    r = cli("sweep", "mlp", "--param", "lr=1e30,1e31", "--param", "epochs=2", "--limit", "100",
+            "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "sweeps", "--trials", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    trials = json.loads(r.stdout)["trials"]
+    assert [t["state"] for t in trials] == ["PRUNED", "PRUNED"], trials  # both ran: the first did not stop the sweep
+    assert all("diverged in epoch 1" in t["diverged"] for t in trials)
+
+
 def test_sweep_in_two_processes_shares_the_study(cli, tiny_data_dir, tmp_path):
     r = cli("sweep", "mlp", "--name", "two", "--param", "lr=0.0005:0.01:log", "--param", "epochs=1",
             "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "sweeps", "--trials", "2",

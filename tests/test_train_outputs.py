@@ -152,3 +152,11 @@ def test_an_out_where_no_file_can_be_made_is_one_sentence(cli, tiny_data_dir, tm
     (tmp_path / "file").write_text("x")
     r = train(cli, tiny_data_dir, tmp_path / "file" / "run")
     assert r.exit_code == 2 and "Errno" not in r.stderr and "--out" in r.stderr, r.stderr
+
+
+def test_a_run_that_diverges_stops_with_a_reason_and_leaves_no_run(cli, tiny_data_dir, tmp_path):
+    run = tmp_path / "run"
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "3", "--lr", "1e30",
+            "--out", run)
+    assert r.exit_code == 2 and "diverged in epoch" in r.stderr and "learning rate" in r.stderr, r.stderr
+    assert not run.exists()

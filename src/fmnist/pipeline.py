@@ -30,7 +30,7 @@ from fmnist.plots.evaluation import plot_misclassified, plot_montage
 from fmnist.reports.run import render_run_report
 from fmnist.rundir import CONFIG_FILE, MODEL_FILE, RunMetrics, check_directory_path, write_config, write_results
 from fmnist.runtime import resolve_device
-from fmnist.train.loop import Callbacks, TrainData, TrainResult, fit
+from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainResult, fit
 from fmnist.train.resume import CHECKPOINT_FILE
 
 FOLDER = "folder"  # --dataset folder: an image folder, DIR/<class>/*
@@ -186,10 +186,12 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     try:
         result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks,
                      init=None if resume else init, checkpoint=checkpoint, resume=resume)
-    except UsageError:
-        # Refused before the first step (settings the model or data cannot take): no run was made, so its
-        # config goes (and the directory, if this run made it), and the same --out can be used again.
-        if not resume and not checkpoint.exists():
+    except (UsageError, TrainingDiverged) as e:
+        # Refused before the first step (settings the model or data cannot take), or diverged (a NaN model is no
+        # run, and resuming it would diverge again): no run was made, so its files go (and the directory, if this
+        # run made it), and the same --out can be used again.
+        if not resume and (isinstance(e, TrainingDiverged) or not checkpoint.exists()):
+            checkpoint.unlink(missing_ok=True)
             (run_dir / CONFIG_FILE).unlink(missing_ok=True)
             if not existed and not any(run_dir.iterdir()):
                 run_dir.rmdir()

@@ -80,7 +80,8 @@ def sweep(
     for r in rows:
         acc = "" if r["accuracy"] is None else f"{r['accuracy'] * 100:.2f}"
         secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
-        table.add_row(str(r["number"]), r["state"].lower(), acc, str(r["epochs_run"]), secs,
+        state = "diverged" if r["diverged"] else r["state"].lower()
+        table.add_row(str(r["number"]), state, acc, str(r["epochs_run"]), secs,
                       *(escape(_fmt(r["params"][p.name])) for p in cfg.params))
     out.print(table)
     if command:

@@ -23,7 +23,8 @@ def trial_rows(study, cfg: SweepConfig) -> list[dict[str, Any]]:
         rows.append({"number": t.number, "state": t.state.name, "accuracy": accuracy,
                      # Reports are keyed by epoch, and the early epochs of a resized recipe are not reported.
                      "epochs_run": max(t.intermediate_values, default=0), "seconds": t.user_attrs.get("seconds"),
-                     "params": {p.name: t.params.get(p.key) for p in cfg.params}})
+                     "params": {p.name: t.params.get(p.key) for p in cfg.params},
+                     "diverged": t.user_attrs.get("diverged")})  # why a pruned trial's loss became NaN, if it did
     return rows
 
 

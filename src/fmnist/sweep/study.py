@@ -28,7 +28,7 @@ from fmnist.recipes import get_recipe
 from fmnist.recipes.overrides import override
 from fmnist.runtime import available_cores, set_threads
 from fmnist.sweep.space import Param
-from fmnist.train.loop import Callbacks, TrainData, TrainingInterrupted, fit
+from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainingInterrupted, fit
 from fmnist.train.stats import EpochStats
 
 INSTALL = "pip install 'fmnist[sweep]'"
@@ -207,6 +207,9 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
         try:
             result = fit(trial_recipe, data, options, callbacks)
         except TrainingInterrupted:
+            raise optuna.TrialPruned() from None
+        except TrainingDiverged as e:  # settings that do not train are a result of the search, not its failure
+            trial.set_user_attr("diverged", str(e))
             raise optuna.TrialPruned() from None
         trial.set_user_attr("seconds", result.seconds)
         trial.set_user_attr("val_history", [h.val_acc for h in result.history])

@@ -10,6 +10,7 @@ once per epoch. Per-epoch validation runs through fmnist.inference, the path of 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,12 @@ class Callbacks:
     def should_stop(self) -> bool:
         """Asked after every step: True stops training there (the CLI answers True after Ctrl-C or SIGTERM)."""
         return False
+
+
+class TrainingDiverged(FmnistError):
+    """The training loss became NaN or infinite: the settings (most often the learning rate) do not train."""
+
+    exit_code = 2
 
 
 class TrainingInterrupted(FmnistError):
@@ -354,6 +361,10 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
             saved = save_checkpoint(checkpoint, loop, stop.position, identity) if checkpoint else None
             raise TrainingInterrupted(f"training stopped in epoch {epoch} after step {stop.position.done} of "
                                       f"{loop.epoch_steps}", saved) from None
+        if not math.isfinite(train_loss):  # every later epoch would be NaN too: stop, and say why
+            raise TrainingDiverged(f"training diverged in epoch {epoch}: the training loss is {train_loss} (not a "
+                                   f"finite number); lower the learning rate (now {recipe.optimizer.lr:g}; --lr or "
+                                   f"--set lr=...) or check the other settings")
         lr = loop.optimizer.param_groups[0]["lr"]
         final = epoch == recipe.epochs
         if final and loop.lookahead is not None:
