@@ -321,3 +321,9 @@ def test_preprocess_on_a_folder_of_class_folders_says_where_to_look(cli, tmp_pat
     r = cli("preprocess", tmp_path / "photos", "--out", tmp_path / "views")
     assert r.exit_code == 2 and "no image files" in r.stderr and "--images" in r.stderr, r.stderr
     assert not (tmp_path / "views").exists()
+
+
+def test_shell_completion_offers_recipe_names():
+    env = {**os.environ, "COMP_WORDS": "fmnist train ba", "COMP_CWORD": "2", "_FMNIST_COMPLETE": "complete_bash"}
+    r = subprocess.run([sys.executable, "-m", "fmnist"], capture_output=True, text=True, env=env, timeout=60)
+    assert r.stdout.split() == ["baseline", "baseline-same", "baseline-wide"], (r.stdout, r.stderr)

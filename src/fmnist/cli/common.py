@@ -33,6 +33,13 @@ DeviceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout and nothing else there.")]
 
 
+def complete_recipe(incomplete: str) -> list[str]:
+    """Shell completion of a recipe argument: the catalogue's names that start with what was typed."""
+    from fmnist.recipes import RECIPES
+
+    return [name for name in RECIPES if name.startswith(incomplete)]
+
+
 @dataclass
 class Settings:
     """Global options, given before the subcommand (`fmnist --data-dir D data info`) or after it."""

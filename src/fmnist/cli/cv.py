@@ -12,6 +12,7 @@ from fmnist.cli.common import (
     DatasetOption,
     DeviceOption,
     JsonOption,
+    complete_recipe,
     err,
     out,
     print_json,
@@ -21,7 +22,8 @@ from fmnist.cli.common import (
 
 def cv(
     ctx: typer.Context,
-    recipes: Annotated[list[str], typer.Argument(help="Recipe names (see `fmnist models`); the first is the reference.", show_default=False)],
+    recipes: Annotated[list[str], typer.Argument(help="Recipe names (see `fmnist models`); the first is the reference.", show_default=False,
+                                                     autocompletion=complete_recipe)],
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per repeat (K).")] = 5,
     seed: Annotated[int, typer.Option(help=(
         "Shuffle seed, 0 to 4294967295; 1 gives the seed's KFold(5, shuffle=True, random_state=1)."))] = 1,

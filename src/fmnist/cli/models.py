@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from fmnist.cli.common import JsonOption, out, print_json
+from fmnist.cli.common import JsonOption, complete_recipe, out, print_json
 from fmnist.recipes import RECIPES, Recipe, get_recipe
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def _width(table: Table) -> int:
 
 
 @models_app.command("show")
-def show(recipe: Annotated[str, typer.Argument(help="Recipe name (see `fmnist models`).")], as_json: JsonOption = False) -> None:
+def show(recipe: Annotated[str, typer.Argument(help="Recipe name (see `fmnist models`).", autocompletion=complete_recipe)], as_json: JsonOption = False) -> None:
     """Print a recipe's layer table (layer, output shape, parameters, MACs per image) with totals."""
     from fmnist.models.summary import format_summary
 

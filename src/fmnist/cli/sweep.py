@@ -9,12 +9,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, err, out, print_json, settings
+from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, complete_recipe, err, out, print_json, settings
 
 
 def sweep(
     ctx: typer.Context,
-    recipe: Annotated[str, typer.Argument(help="The recipe to tune (see `fmnist models`).")],
+    recipe: Annotated[str, typer.Argument(help="The recipe to tune (see `fmnist models`).",
+                                                    autocompletion=complete_recipe)],
     param: Annotated[Optional[list[str]], typer.Option("--param", help=(
         "A setting and its range: lr=0.05:0.4:log, weight_decay=1e-5:1e-3:log, epochs=8,10,12, "
         "batch_size=128:512:int, augment.erase=0:0.5. Repeat for each. Default: the learning rate, from half "

@@ -8,13 +8,24 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from fmnist.cli.common import DataDirOption, DatasetOption, DeviceOption, JsonOption, err, out, print_json, settings
+from fmnist.cli.common import (
+    DataDirOption,
+    DatasetOption,
+    DeviceOption,
+    JsonOption,
+    complete_recipe,
+    err,
+    out,
+    print_json,
+    settings,
+)
 from fmnist.recipes import RECIPES
 
 
 def train(
     ctx: typer.Context,
-    recipe: Annotated[str, typer.Argument(help=f"Recipe name: {', '.join(RECIPES)} (see `fmnist models`).")] = "fast",
+    recipe: Annotated[str, typer.Argument(help=f"Recipe name: {', '.join(RECIPES)} (see `fmnist models`).",
+                                                    autocompletion=complete_recipe)] = "fast",
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Override the recipe's epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Override the batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(min=0.0, help="Override the peak learning rate.")] = None,
