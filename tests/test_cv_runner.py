@@ -246,3 +246,14 @@ def test_a_limit_over_the_data_uses_all_of_it_and_says_so(tmp_path):
     saved = json.loads((tmp_path / "cv.json").read_text())
     assert saved["data"]["limit"] is None and saved["data"]["images"] == 200
     assert cv.trained == 10
+
+
+def test_a_fold_that_diverges_names_itself_and_keeps_no_checkpoint(tmp_path):
+    from fmnist.recipes.overrides import override
+    from fmnist.train.loop import TrainingDiverged
+
+    wild = override(tiny_recipes(epochs=2)[0], "lr", 1e30)
+    with pytest.raises(TrainingDiverged, match=r"mlp fold 1/5: training diverged") as e:
+        run_cv(config(tmp_path, recipes=(wild,)), tiny_data())
+    assert "--lr" in str(e.value)
+    assert not list(tmp_path.rglob("*.checkpoint.safetensors"))  # a rerun starts the fold over, not from NaN

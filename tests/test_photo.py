@@ -216,7 +216,19 @@ def test_a_transparent_cut_out_stands_out_whether_light_or_dark(low, high):
     shade = np.linspace(low, high, 80).astype(np.uint8)[:, None]
     rgba[20:100, 40:80, :3] = shade[..., None]
     rgba[20:100, 40:80, 3] = 255
+    rgba[50:100, 58:62, 3] = 0  # between the legs
     image = photo_steps(Image.fromarray(rgba, "RGBA")).image
-    inside = image[2:26, 10:18]  # the article once fitted to 28x28
+    inside = np.concatenate([image[2:26, 10:13], image[2:26, 15:18]])  # the legs once fitted to 28x28
     assert inside.mean() > 190 and inside.min() > 150, inside  # bright throughout (white backdrop: mean 142, min 46)
     assert image[:, :4].max() == 0 and image[:, -4:].max() == 0  # the background is black
+
+
+def test_a_light_photo_padded_with_transparency_keeps_its_polarity():
+    # A product photo (light background, dark article) centred in transparent padding: the padding takes the
+    # photo's background colour, so the article, not the photo's rectangle, is what is found.
+    rgba = np.zeros((160, 240, 4), np.uint8)
+    rgba[20:140, 60:180] = (245, 245, 245, 255)
+    rgba[40:120, 100:140, :3] = 30
+    image = photo_steps(Image.fromarray(rgba, "RGBA")).image
+    assert image[10:18, 12:16].mean() > 200  # the article, light on black
+    assert image[:, :5].max() == 0 and image[:, -5:].max() == 0

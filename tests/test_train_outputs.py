@@ -118,8 +118,8 @@ def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_it_finishes(cl
     kept = previous_run(run)
     assert (kept / "model.safetensors").read_bytes() == model_bytes  # the finished run is whole, beside the new one
     assert (run / "checkpoint.safetensors").is_file() and not (run / "model.safetensors").exists()
-    r = cli("runs", tmp_path, "--json")
-    assert r.exit_code == 0 and str(kept) not in r.stdout  # set aside, not listed as a run of its own
+    r = cli("runs", tmp_path)
+    assert r.exit_code == 0 and "set aside" in r.stderr  # not listed as a run of its own, but said
     r = cli("train", "--resume", run)
     assert r.exit_code == 0, r.stderr
     assert (run / "model.safetensors").is_file() and not kept.exists()  # replaced once the new run is written
@@ -137,7 +137,8 @@ def test_an_overwrite_refused_before_training_puts_the_old_run_back(cli, tiny_da
 
 def test_limit_over_the_split_trains_on_all_and_says_so(cli, tiny_data_dir, tmp_path):
     run = tmp_path / "run"
-    assert train(cli, tiny_data_dir, run, "--limit", "100000").exit_code == 0
+    r = train(cli, tiny_data_dir, run, "--limit", "100000")
+    assert r.exit_code == 0 and "all of them are used" in r.stderr, r.stderr
     options = json.loads((run / "config.json").read_text())["options"]
     assert options["limit"] is None and options["train_images"] == 200
     assert "--limit" not in (run / "report.md").read_text()
@@ -148,10 +149,36 @@ def test_mix_without_an_image_folder_is_refused(cli, tiny_data_dir, tmp_path):
     assert r.exit_code == 2 and "--mix" in r.stderr and not (tmp_path / "run").exists()
 
 
-def test_an_out_where_no_file_can_be_made_is_one_sentence(cli, tiny_data_dir, tmp_path):
-    (tmp_path / "file").write_text("x")
-    r = train(cli, tiny_data_dir, tmp_path / "file" / "run")
-    assert r.exit_code == 2 and "Errno" not in r.stderr and "--out" in r.stderr, r.stderr
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc on this system")
+def test_an_out_where_no_file_can_be_made_is_one_sentence(cli, tiny_data_dir):
+    r = train(cli, tiny_data_dir, "/proc/fmnist-test-run")  # /proc takes no new directories, even from root
+    assert r.exit_code == 2 and "Errno" not in r.stderr and "does not take new files" in r.stderr, r.stderr
+
+
+def test_a_second_overwrite_replaces_a_stale_set_aside_run_not_the_finished_one(cli, tiny_data_dir, tmp_path):
+    from fmnist.pipeline import previous_run
+
+    run = tmp_path / "run"
+    assert train(cli, tiny_data_dir, run).exit_code == 0
+    model_bytes = (run / "model.safetensors").read_bytes()
+    stale = previous_run(run)
+    stale.mkdir()
+    (stale / "config.json").write_text("{}")  # left by a replacement that finished all but its cleanup
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "fast", "--batch-size", "1", "--out", run,
+            "--overwrite")  # refused before training: the finished run must come back, not the stale one
+    assert r.exit_code == 2
+    assert (run / "model.safetensors").read_bytes() == model_bytes and not stale.exists()
+
+
+def test_a_plain_run_leaves_a_set_aside_run_it_did_not_replace(cli, tiny_data_dir, tmp_path):
+    from fmnist.pipeline import previous_run
+
+    run = tmp_path / "run"
+    kept = previous_run(run)
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert train(cli, tiny_data_dir, run).exit_code == 0
+    assert (kept / "notes.txt").read_text() == "mine"
 
 
 def test_a_run_that_diverges_stops_with_a_reason_and_leaves_no_run(cli, tiny_data_dir, tmp_path):

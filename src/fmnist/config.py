@@ -159,6 +159,11 @@ def _resize_ok(value: Any) -> bool:
 _NESTED = {"optimizer": OptimizerConfig, "schedule": ScheduleConfig, "augment": AugmentConfig}
 
 
+# Recipe fields that describe it rather than set how it trains (`fmnist train --set` does not offer them; a
+# served model's card does not count them as changes).
+ABOUT = ("name", "description", "seed_doc", "reported", "reported_note")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Architecture + loss + optimizer + schedule + epochs + batch size + validation protocol."""

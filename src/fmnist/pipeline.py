@@ -28,7 +28,15 @@ from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.plots.evaluation import plot_misclassified, plot_montage
 from fmnist.reports.run import render_run_report
-from fmnist.rundir import CONFIG_FILE, MODEL_FILE, RunMetrics, check_directory_path, write_config, write_results
+from fmnist.rundir import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    RunMetrics,
+    check_directory_path,
+    is_run_dir,
+    write_config,
+    write_results,
+)
 from fmnist.runtime import resolve_device
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainResult, fit
 from fmnist.train.resume import CHECKPOINT_FILE
@@ -119,10 +127,16 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
             raise UsageError(f"--out {run_dir} holds a run already; pass --overwrite to replace it, --resume {run_dir} "
                              "to continue it, or another --out")
         previous = previous_run(run_dir)
-        if previous.exists():  # a replacement that did not finish: the run it replaced is the one to keep
-            shutil.rmtree(run_dir)
-        else:
+        if previous.exists() and not is_run_dir(run_dir):
+            shutil.rmtree(run_dir)  # a replacement that did not finish: the run it replaced is the one to keep
+            return run_dir
+        if previous.exists():
+            shutil.rmtree(previous)  # left by an earlier replacement that finished all but its cleanup
+        try:
             run_dir.rename(previous)
+        except OSError as e:  # `--out .`, a mount point: the run cannot be moved aside, so it is not touched
+            raise UsageError(f"--out {run_dir}: the run there cannot be set aside while its replacement trains "
+                             f"({e.strerror}); move it yourself, or pass another --out") from None
     return run_dir
 
 
@@ -165,8 +179,10 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
         (callbacks or Callbacks()).note(f"skipped: {why}")
     recipe = cfg.recipe
     images, labels = ds.train.images, ds.train.labels
-    if cfg.limit and cfg.limit >= len(labels):
-        cfg = dataclasses.replace(cfg, limit=None)  # --limit over the split's size: every image trains, as recorded
+    if cfg.limit and cfg.limit >= len(labels):  # every image trains, and is recorded so
+        (callbacks or Callbacks()).note(f"--limit {cfg.limit} is not below the {len(labels):,} training images: "
+                                        "all of them are used")
+        cfg = dataclasses.replace(cfg, limit=None)
     if cfg.limit:
         images, labels = subset(images, labels, cfg.limit, cfg.options.seed)
     test = (ds.test.images, ds.test.labels)
@@ -174,28 +190,35 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     train, val = split_for_validation(recipe, images, labels, test, cfg.options.seed)
 
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(recipe.name), resume, overwrite)
+    replacing = (overwrite or resume) and previous_run(run_dir).is_dir()  # a run set aside for this one
     existed = run_dir.is_dir()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # read-only, full, not ours: one sentence naming --out
-        raise write_error(run_dir, e) or e from None
-    cfg = dataclasses.replace(cfg, data_source=ds.source, train_images=len(train[1]))
-    if not resume:
-        write_config(run_dir, cfg)
     checkpoint = run_dir / CHECKPOINT_FILE
     try:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # read-only, full, not ours: one sentence naming --out
+            raise write_error(run_dir, e) or e from None
+        cfg = dataclasses.replace(cfg, data_source=ds.source, train_images=len(train[1]))
+        if not resume:
+            write_config(run_dir, cfg)
         result = fit(recipe, TrainData(train, val, num_classes=len(ds.classes)), cfg.options, callbacks=callbacks,
                      init=None if resume else init, checkpoint=checkpoint, resume=resume)
-    except (UsageError, TrainingDiverged) as e:
-        # Refused before the first step (settings the model or data cannot take), or diverged (a NaN model is no
-        # run, and resuming it would diverge again): no run was made, so its files go (and the directory, if this
-        # run made it), and the same --out can be used again.
-        if not resume and (isinstance(e, TrainingDiverged) or not checkpoint.exists()):
+    except BaseException as e:
+        # Stopped with nothing to resume (refused before the first step, a failure, or diverged: a NaN model is
+        # no run, and resuming it would diverge again): its files go, the directory if this run made it, and the
+        # run --overwrite set aside comes back; the same --out can be used again.
+        diverged = isinstance(e, TrainingDiverged)
+        if diverged:
             checkpoint.unlink(missing_ok=True)
+        if not checkpoint.exists() and (not resume or diverged):
             (run_dir / CONFIG_FILE).unlink(missing_ok=True)
-            if not existed and not any(run_dir.iterdir()):
+            if (not existed or resume) and run_dir.is_dir() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
-                _restore_previous(run_dir)
+            _restore_previous(run_dir)
+        if diverged:
+            advice = ("this run cannot continue: train it again with a lower --lr" if resume else
+                      "lower the learning rate (--lr, or --set lr=...) or check the other settings")
+            raise TrainingDiverged(f"{e}; {advice}") from None
         raise
 
     meta = ModelMeta.for_recipe(recipe, list(ds.classes), dataset=ds.name, dataset_checksum=ds.checksum)
@@ -214,7 +237,8 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     render_run_report(run_dir)
     if not keep_checkpoint:
         checkpoint.unlink(missing_ok=True)
-    shutil.rmtree(previous_run(run_dir), ignore_errors=True)  # the run --overwrite replaced, now that this one is whole
+    if replacing:  # the run --overwrite replaced, now that this one is whole
+        shutil.rmtree(previous_run(run_dir), ignore_errors=True)
     return RunResult(run_dir, metrics, result)
 
 

@@ -231,11 +231,13 @@ def find_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
         raise DataError(f"{root}: no such directory; pass the directory that holds your runs (default runs/)")
     records, problems = [], []
     candidates = [root] if is_run_dir(root) else []
-    # Hidden directories are left out: one is a run that `train --overwrite` set aside until its replacement is written.
-    candidates += sorted(p.parent for p in root.rglob(METRICS_FILE) if p.parent != root
-                         and (p.parent / CONFIG_FILE).is_file()
-                         and not any(part.startswith(".") for part in p.parent.relative_to(root).parts))
+    candidates += sorted(p.parent for p in root.rglob(METRICS_FILE) if p.parent != root and (p.parent / CONFIG_FILE).is_file())
     for path in candidates:
+        if path.name.startswith(".") and path.name.endswith(".previous"):  # fmnist.pipeline.previous_run
+            problems.append(f"{path}: a run that `fmnist train --overwrite` set aside while its replacement "
+                            f"{path.parent / path.name[1:-len('.previous')]} trains; it is deleted once that run "
+                            "is written")
+            continue
         try:
             records.append(load_run(path))
         except DataError as e:

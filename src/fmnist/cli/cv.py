@@ -110,9 +110,10 @@ def cv(
     except KeyboardInterrupt:
         from fmnist.train.loop import TrainingInterrupted
 
+        where = "starts over (Ray folds keep no checkpoint)" if ray or ray_address else \
+            "continues from its last epoch's checkpoint"
         raise TrainingInterrupted(f"interrupted: the finished folds are kept in {config.out}, and a fold in progress "
-                                  "continues from its last epoch's checkpoint; run the same command again to "
-                                  "continue", None) from None
+                                  f"{where}; run the same command again to continue", None) from None
     if as_json:
         print_json(result.to_dict(histories=False))
         return

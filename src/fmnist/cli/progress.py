@@ -51,9 +51,7 @@ class EpochProgress(Callbacks):
             self.progress.update(self.task, completed=step, stats=f"loss {loss:.4f} acc {acc * 100:.2f}%")
 
     def epoch_end(self, stats: EpochStats) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self.close()
         if not self.enabled:
             return
         val = ""
@@ -67,10 +65,13 @@ class EpochProgress(Callbacks):
     def should_stop(self) -> bool:
         if self.stop is None or not self.stop.requested:
             return False
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self.close()
         return True
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()  # shows the terminal's cursor again
+            self.progress = None
 
 
 class StopOnSignal:

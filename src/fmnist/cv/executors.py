@@ -20,7 +20,7 @@ import torch
 from fmnist.cv.results import CVConfig, CVProgress, FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import DataError, FmnistError, UsageError
 from fmnist.runtime import available_cores, set_threads
-from fmnist.train.loop import Callbacks, TrainData, fit
+from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, fit
 
 
 def run_fold(task: FoldTask, images: np.ndarray, labels: np.ndarray, num_classes: int,
@@ -39,6 +39,11 @@ def run_fold(task: FoldTask, images: np.ndarray, labels: np.ndarray, num_classes
                      resume=checkpoint is not None and checkpoint.is_file(), tag=tag)
     except DataError:
         result = fit(task.recipe, data, task.options, callbacks=callbacks, checkpoint=checkpoint, tag=tag)
+    except TrainingDiverged as e:  # resuming would diverge again: the fold starts over once the recipe is changed
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
+        raise TrainingDiverged(f"{task.recipe.name} {f.label}: {e}; this recipe does not train on these folds as "
+                               "it is (`fmnist train` takes --lr and --set to find settings that do)") from None
     history = [h.as_dict() for h in result.history]
     last = result.history[-1]
     return FoldResult(

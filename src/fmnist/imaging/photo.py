@@ -10,8 +10,9 @@ A real photo differs in every step's assumption: its background is off-white, gr
 is noisy or JPEG-blocky, the article is off-centre with any margin, and cut-outs are transparent. The steps, each a
 pure function:
 
-1. `flatten_alpha`       transparency composited onto white (a transparent cut-out is an article on white), or
-                         onto black when the article is mostly light (`backdrop`), so it stands out either way
+1. `flatten_alpha`       transparency composited onto white (a transparent cut-out is an article on white), onto
+                         black when the article is mostly light, and onto its own border's colour around a
+                         rectangular photo (`backdrop`), so the article stands out either way
 2. `working_array`       RGB floats 0..1, shrunk so the longest edge is at most WORK_SIDE (speed; 28 px is the goal)
 3. `estimate_background` a smooth (planar) background colour fitted robustly to the border pixels, so a
                          gradient or a shadowed side is background too
@@ -64,14 +65,29 @@ class PhotoSteps:
 
 
 def backdrop(img: Image.Image) -> tuple[int, int, int]:
-    """The colour a transparent cut-out is composited onto: white, unless its opaque pixels are mostly light (a
-    white shirt cut out), then black, so that the article stands out of its background either way."""
+    """The colour transparency is composited onto, decided on a thumbnail. A rectangular photo padded with
+    transparency gets its own border's colour, so the padding is more of its background. A cut-out article gets
+    white, unless it is mostly light (a white shirt), then black: it stands out of its background either way."""
     if not (img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info):
         return (255, 255, 255)
-    rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255
+    scale = min(1.0, 128 / max(img.size))  # shrunk before converting: a 40-megapixel upload is not copied whole
+    small = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BOX)
+    rgba = np.asarray(small.convert("RGBA"), dtype=np.float32) / 255
     opaque = rgba[..., 3] >= 0.5
     if not opaque.any():
         return (255, 255, 255)
+    rows, cols = np.flatnonzero(opaque.any(axis=1)), np.flatnonzero(opaque.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    if opaque[box].mean() >= 0.95 and min(opaque[box].shape) > 4:
+        ring = np.zeros_like(opaque[box])
+        ring[1:-1, 1:-1] = True
+        ring[2:-2, 2:-2] = False
+        rim = rgba[box][..., :3][opaque[box] & ring]  # the rectangle's border, inside the edge the shrinking blurs
+        colour = rim.mean(axis=0)
+        inside = rgba[box][2:-2, 2:-2, :3]
+        # A photo: an even border (its background, not a shaded cut-out's edge) around something else (its article).
+        if float((rim @ LUMA).std()) < 0.03 and (np.linalg.norm(inside - colour, axis=-1) > MIN_CONTRAST).mean() > 0.01:
+            return tuple(int(round(float(c) * 255)) for c in colour)  # type: ignore[return-value]
     return (0, 0, 0) if float((rgba[..., :3][opaque] @ LUMA).mean()) >= 0.5 else (255, 255, 255)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fmnist.config import Recipe
-from fmnist.errors import UsageError
+from fmnist.config import ABOUT, Recipe
+from fmnist.errors import FmnistError, UsageError
 from fmnist.recipes.modern import FASHION_MEAN, FASHION_STD, MODERN
 from fmnist.recipes.seeds import SEEDS
 
@@ -27,9 +27,13 @@ def changes(saved: dict[str, Any]) -> list[str]:
     base = RECIPES.get(saved.get("name")) if isinstance(saved, dict) else None
     if base is None:
         return []
+    try:  # a file written before a field existed gets its default, as loading it does
+        saved = Recipe.from_dict(saved).to_dict()
+    except FmnistError:
+        pass
     ours, theirs = _flat(json.loads(json.dumps(saved))), _flat(json.loads(json.dumps(base.to_dict())))
     return [f"{key} {_show(ours.get(key))} (the recipe's {_show(theirs.get(key))})"
-            for key in sorted(set(ours) | set(theirs)) if key != "description" and ours.get(key) != theirs.get(key)]
+            for key in sorted(set(ours) | set(theirs)) if key not in ABOUT and ours.get(key) != theirs.get(key)]
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,7 +9,7 @@ import inspect
 import json
 from typing import Any
 
-from fmnist.config import Recipe
+from fmnist.config import ABOUT, Recipe
 from fmnist.errors import UsageError
 from fmnist.models import MODELS
 
@@ -18,8 +18,6 @@ ALIASES = {"lr": "optimizer.lr", "momentum": "optimizer.momentum", "weight_decay
            "schedule": "schedule.name", "crop_padding": "augment.crop_padding", "flip": "augment.flip",
            "erase": "augment.erase"}
 GROUPS = ("optimizer", "schedule", "augment")
-# Fields that describe a recipe rather than set how it trains: settable, but not offered in the list of settings.
-ABOUT = ("name", "description", "seed_doc", "reported", "reported_note")
 
 
 def canonical(key: str) -> str:

@@ -10,7 +10,7 @@ MB = 1024 * 1024
 
 
 # The `fmnist serve` option of a setting whose name differs from it (the others are --max-batch for max_batch).
-OPTION = {"request_timeout_s": "--timeout", "max_request_bytes": "--max-request-mb (in bytes)"}
+OPTION = {"request_timeout_s": "--timeout", "max_request_bytes": "--max-request-mb (as bytes: 1024 is 0.001 MB)"}
 
 
 @dataclass(frozen=True)

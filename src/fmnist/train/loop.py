@@ -69,6 +69,9 @@ class Callbacks:
         """Asked after every step: True stops training there (the CLI answers True after Ctrl-C or SIGTERM)."""
         return False
 
+    def close(self) -> None:
+        """Training ends in the middle of an epoch (it diverged): take down what epoch_start put up."""
+
 
 class TrainingDiverged(FmnistError):
     """The training loss became NaN or infinite: the settings (most often the learning rate) do not train."""
@@ -362,9 +365,9 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
             raise TrainingInterrupted(f"training stopped in epoch {epoch} after step {stop.position.done} of "
                                       f"{loop.epoch_steps}", saved) from None
         if not math.isfinite(train_loss):  # every later epoch would be NaN too: stop, and say why
-            raise TrainingDiverged(f"training diverged in epoch {epoch}: the training loss is {train_loss} (not a "
-                                   f"finite number); lower the learning rate (now {recipe.optimizer.lr:g}; --lr or "
-                                   f"--set lr=...) or check the other settings")
+            cb.close()
+            raise TrainingDiverged(f"training diverged in epoch {epoch}: the training loss is {train_loss}, not a "
+                                   f"finite number (learning rate {recipe.optimizer.lr:g})")
         lr = loop.optimizer.param_groups[0]["lr"]
         final = epoch == recipe.epochs
         if final and loop.lookahead is not None:
@@ -378,6 +381,9 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
         if checkpoint:
             save_checkpoint(checkpoint, loop, Position(epoch + 1, history=[h.as_dict() for h in history],
                                                        seconds=time.perf_counter() - t_start), identity)
+    if not all(bool(torch.isfinite(p).all()) for p in loop.model.parameters()):  # a last step can still blow up
+        raise TrainingDiverged(f"training diverged: the final weights hold NaN or infinite values (learning rate "
+                               f"{recipe.optimizer.lr:g})")
     if loop.ema is not None:
         loop.ema.swap()  # the averaged weights are the final model, with BatchNorm statistics of their own
         recalibrate_batchnorm(loop.model, loop.x[calibration], options.eval_batch_size, loop.amp)
