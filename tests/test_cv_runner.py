@@ -257,3 +257,9 @@ def test_a_fold_that_diverges_names_itself_and_keeps_no_checkpoint(tmp_path):
         run_cv(config(tmp_path, recipes=(wild,)), tiny_data())
     assert "--lr" in str(e.value)
     assert not list(tmp_path.rglob("*.checkpoint.safetensors"))  # a rerun starts the fold over, not from NaN
+
+
+def test_folds_too_small_to_say_much_are_noted(tmp_path):
+    progress = Recorder()
+    run_cv(config(tmp_path, limit=20, folds=2, recipes=tiny_recipes()[:1]), tiny_data(), progress)
+    assert any("only 10 images" in n and "say little" in n for n in progress.notes), progress.notes

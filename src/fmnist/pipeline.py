@@ -19,11 +19,11 @@ import torch
 
 from fmnist.checkpoint import ModelMeta, load_model, read_meta, save_model
 from fmnist.config import Recipe, RunConfig
-from fmnist.data import DEFAULT_DATASET, Dataset, Split, get_spec, load_dataset, load_split
+from fmnist.data import DEFAULT_DATASET, Dataset, Split, load_dataset, load_split
 from fmnist.data.splits import describe_validation, split_for_validation, subset
 from fmnist.fileio import write_error
 from fmnist.errors import DataError, UsageError
-from fmnist.imaging.folder import folder_dataset
+from fmnist.imaging.folder import FOLDER, load_folder
 from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.plots.evaluation import plot_misclassified, plot_montage
@@ -41,7 +41,6 @@ from fmnist.runtime import resolve_device
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainResult, fit
 from fmnist.train.resume import CHECKPOINT_FILE
 
-FOLDER = "folder"  # --dataset folder: an image folder, DIR/<class>/*
 
 
 @dataclass
@@ -97,15 +96,6 @@ def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
         images, labels = subset(fashion.images, fashion.labels, cfg.mix, cfg.options.seed)
         train = Split(np.concatenate([ds.train.images, images]), np.concatenate([ds.train.labels, labels]), ds.classes)
         ds = dataclasses.replace(ds, train=train)
-    return ds
-
-
-def load_folder(data_dir: Path | None, classes: list[str] | None = None, seed: int = 0) -> Dataset:
-    """--dataset folder: the image folder DIR/<class>/ (or DIR/train/ and DIR/test/) through the photo
-    preprocessing, in `classes` (default Fashion-MNIST's); `Dataset.skipped` lists the files it could not read."""
-    if data_dir is None:
-        raise UsageError("--dataset folder needs --data-dir DIR: a folder of DIR/<class>/ images (or DIR/train/ and DIR/test/)")
-    ds, _ = folder_dataset(data_dir, classes or list(get_spec(DEFAULT_DATASET).classes), seed=seed)
     return ds
 
 

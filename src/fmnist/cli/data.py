@@ -97,7 +97,7 @@ def show(
 
 def _load(ctx: typer.Context, data_dir: Path | None, dataset: str | None, download: bool) -> Dataset:
     from fmnist.data import load_dataset  # imported here: numpy stays out of `fmnist --help`
-    from fmnist.pipeline import FOLDER, load_folder
+    from fmnist.imaging.folder import FOLDER, load_folder
 
     s = settings(ctx, data_dir=data_dir, dataset=dataset)
     if s.dataset == FOLDER:

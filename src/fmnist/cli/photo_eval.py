@@ -53,4 +53,5 @@ def evaluate_folder(predictor: BasePredictor, model: Path, images: Path, mode: s
     modes = ", ".join(f"{n} {m}" for m, n in result["preprocess"].items())
     out.print(f"accuracy {result['accuracy'] * 100:.2f}% on {result['count']} images of {images} ({modes}; "
               f"{len(folder.skipped)} skipped); {result['confident'] * 100:.0f}% confident", markup=False)
-    out.print(f"montage: {montage}", markup=False, soft_wrap=True)
+    shown = "" if len(order) == len(preds) else f" ({len(order)} of {len(preds)} images: the mistakes first)"
+    out.print(f"montage: {montage}{shown}", markup=False, soft_wrap=True)

@@ -78,6 +78,9 @@ def plan(config: CVConfig, labels: np.ndarray, data_checksum: str) -> tuple[list
     return folds, tasks
 
 
+TOO_FEW = 30  # held-out images in a fold below which the figures are noted as saying little
+
+
 def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None, overwrite: bool = False) -> CVResult:
     """Cross-validate every recipe on the same folds, resuming from OUT; write cv.json, figures and report.md.
 
@@ -95,6 +98,10 @@ def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None, o
     out = Path(config.out)
     prepare_out(out, tasks, overwrite)
     clean_temp_files(out)
+    smallest = min(len(f.held_out) for f in folds)
+    if smallest < TOO_FEW:
+        progress.note(f"a held-out fold has only {smallest} image{'s' if smallest != 1 else ''}: its score moves in "
+                      f"steps of {100 / smallest:.3g} points, so these scores say little; use more images or fewer folds")
 
     done: dict[tuple[str, str], FoldResult] = {}
     pending: list[FoldTask] = []

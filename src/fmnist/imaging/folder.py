@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fmnist.data import Dataset, Split
+from fmnist.data import DEFAULT_DATASET, Dataset, Split, get_spec
 from fmnist.data.splits import holdout_split
-from fmnist.errors import DataError
+from fmnist.errors import DataError, UsageError
 from fmnist.imaging.decode import image_files
 from fmnist.imaging.modes import prepare_file
 from fmnist.imaging.photo import flatten_alpha
+
+FOLDER = "folder"  # --dataset folder: an image folder, DIR/<class>/*
 
 THUMB = 64  # longest edge of the thumbnails kept for montages, in pixels
 TEST_FRACTION = 0.2  # held out as the test split of a folder without train/ and test/
@@ -124,3 +126,13 @@ def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list
         skipped = every.skipped
     return Dataset("folder", classes, *splits, source="folder", source_dir=directory, verified=False,
                    skipped=list(skipped)), skipped
+
+
+def load_folder(data_dir: str | os.PathLike | None, classes: list[str] | None = None, seed: int = 0) -> Dataset:
+    """--dataset folder: the image folder DIR/<class>/ (or DIR/train/ and DIR/test/) through the photo
+    preprocessing, in `classes` (default Fashion-MNIST's); `Dataset.skipped` lists the files it could not read."""
+    if data_dir is None:
+        raise UsageError("--dataset folder needs --data-dir DIR: a folder of DIR/<class>/ images (or DIR/train/ and "
+                         "DIR/test/)")
+    ds, _ = folder_dataset(data_dir, classes or list(get_spec(DEFAULT_DATASET).classes), seed=seed)
+    return ds

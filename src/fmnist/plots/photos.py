@@ -37,7 +37,7 @@ def plot_photo_montage(photos: Sequence[np.ndarray], views: np.ndarray, labels: 
                        confident: Sequence[bool], classes: Sequence[str], path: str | os.PathLike,
                        side: int = 96, columns: int = 4) -> Path:
     """One tile per photo: the photo, the 28x28 view upscaled, and the predicted class in green (right) or red
-    (wrong), with a yellow "?" when the prediction was not confident."""
+    (wrong, followed by "not" and the true class), with a yellow "?" when the prediction was not confident."""
     n = len(photos)
     if n == 0 or len(views) != n or len(labels) != n or len(preds) != n or len(confident) != n:
         raise ValueError("need one view, label, prediction and confidence flag per photo, and at least one photo")
@@ -46,7 +46,8 @@ def plot_photo_montage(photos: Sequence[np.ndarray], views: np.ndarray, labels: 
     tile_w, tile_h = 2 * side, side + side // 4
     sheet = Image.new("RGB", (columns * tile_w, rows * tile_h))
     draw = ImageDraw.Draw(sheet)
-    names = [f"{classes[int(p)]}{'' if c else ' ?'}" for p, c in zip(preds, confident)]
+    names = [f"{classes[int(p)]}{'' if c else ' ?'}{'' if int(p) == int(t) else f' (not {classes[int(t)]})'}"
+             for p, c, t in zip(preds, confident, labels)]
     font = fit_font(draw, names, tile_w - 6, tile_w // 2)
     for i in range(n):
         x, y = (i % columns) * tile_w, (i // columns) * tile_h

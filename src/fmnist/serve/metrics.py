@@ -16,8 +16,6 @@ from prometheus_client import (
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
-KNOWN_PATHS = ("/", "/v1/predict", "/v1/model", "/v1/card", "/v1/gallery", "/healthz", "/readyz", "/metrics",
-               "/docs", "/openapi.json", "/static/app.js", "/static/style.css")
 
 
 class ServeMetrics:
@@ -25,9 +23,9 @@ class ServeMetrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, queue_depth: Callable[[], int] = lambda: 0, endpoints: Iterable[str] = KNOWN_PATHS) -> None:
-        # Requests are labelled by path only for these (the app's routes); any other path counts as "other", so
-        # a client cannot grow the labels, and the memory they take, by asking for made-up paths.
+    def __init__(self, queue_depth: Callable[[], int] = lambda: 0, endpoints: Iterable[str] = ()) -> None:
+        # Requests are labelled by path only for these (the app's routes, set once they exist); any other path
+        # counts as "other", so a client cannot grow the labels, and the memory they take, with made-up paths.
         self.endpoints = frozenset(endpoints)
         self.registry = CollectorRegistry()
         r = self.registry

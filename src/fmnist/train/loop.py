@@ -353,14 +353,13 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
     calls_before = kernel_calls()
     t_start = time.perf_counter() - position.seconds
     for epoch in range(position.epoch, recipe.epochs + 1):
-        t0 = time.perf_counter()
-        if epoch == position.epoch and position.done:  # resumed mid-epoch: its time before the stop counts too
-            t0 -= max(0.0, position.seconds - sum(h.seconds for h in history))
+        t0 = time.perf_counter() - (position.epoch_seconds if epoch == position.epoch else 0.0)  # resumed mid-epoch
         try:
             train_loss, train_acc = train_epoch(loop, epoch, cb, options.progress_every,
                                                 position if epoch == position.epoch else None)
         except _Stop as stop:
             stop.position.history, stop.position.seconds = [h.as_dict() for h in history], time.perf_counter() - t_start
+            stop.position.epoch_seconds = time.perf_counter() - t0
             saved = save_checkpoint(checkpoint, loop, stop.position, identity) if checkpoint else None
             raise TrainingInterrupted(f"training stopped in epoch {epoch} after step {stop.position.done} of "
                                       f"{loop.epoch_steps}", saved) from None

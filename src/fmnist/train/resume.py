@@ -41,6 +41,7 @@ class Position:
     running: tuple[float, int, int] = (0.0, 0, 0)  # summed loss, correct count, images seen this epoch
     history: list[dict[str, Any]] = field(default_factory=list)  # finished epochs (EpochStats.as_dict rows)
     seconds: float = 0.0  # training wall time spent before this point
+    epoch_seconds: float = 0.0  # of it, the time spent in the epoch in progress
 
 
 def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, identity: dict[str, Any]) -> Path:
@@ -71,7 +72,7 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, iden
     header = {
         "format": FORMAT, "version": VERSION, "identity": identity, "step": loop.step, "epoch": position.epoch,
         "done": position.done, "running": list(position.running), "history": position.history,
-        "seconds": position.seconds, "opt_groups": opt["param_groups"], "opt_scalars": opt_scalars,
+        "seconds": position.seconds, "epoch_seconds": position.epoch_seconds, "opt_groups": opt["param_groups"], "opt_scalars": opt_scalars,
         "numpy": _numpy_state(), "python": _python_state(),
     }
     tensors = {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in tensors.items()}
@@ -124,7 +125,8 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
         loop.step = int(header["step"])
         perm = tensors.get("epoch.perm")
         return Position(int(header["epoch"]), int(header["done"]), perm.to(loop.device) if perm is not None else None,
-                        tuple(header["running"]), list(header["history"]), float(header["seconds"]))
+                        tuple(header["running"]), list(header["history"]), float(header["seconds"]),
+                        float(header.get("epoch_seconds", 0.0)))  # absent from checkpoints of older versions
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise DataError(f"checkpoint {path} does not fit this run ({str(e).splitlines()[0]}); "
                         "start the run again with --overwrite") from None
