@@ -105,7 +105,8 @@ class _StopAtOnce:
 
 def test_an_interrupted_overwrite_keeps_the_run_it_replaces_until_it_finishes(cli, tiny_data_dir, tmp_path):
     from fmnist.config import RunConfig
-    from fmnist.pipeline import previous_run, train_run
+    from fmnist.pipeline import train_run
+    from fmnist.rundir import previous_run
     from fmnist.recipes import get_recipe
     from fmnist.train.loop import TrainingInterrupted
 
@@ -156,7 +157,7 @@ def test_an_out_where_no_file_can_be_made_is_one_sentence(cli, tiny_data_dir):
 
 
 def test_a_second_overwrite_replaces_a_stale_set_aside_run_not_the_finished_one(cli, tiny_data_dir, tmp_path):
-    from fmnist.pipeline import previous_run
+    from fmnist.rundir import previous_run
 
     run = tmp_path / "run"
     assert train(cli, tiny_data_dir, run).exit_code == 0
@@ -171,7 +172,7 @@ def test_a_second_overwrite_replaces_a_stale_set_aside_run_not_the_finished_one(
 
 
 def test_a_plain_run_leaves_a_set_aside_run_it_did_not_replace(cli, tiny_data_dir, tmp_path):
-    from fmnist.pipeline import previous_run
+    from fmnist.rundir import previous_run
 
     run = tmp_path / "run"
     kept = previous_run(run)

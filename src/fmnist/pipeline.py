@@ -34,6 +34,7 @@ from fmnist.rundir import (
     RunMetrics,
     check_directory_path,
     is_run_dir,
+    previous_run,
     write_config,
     write_results,
 )
@@ -130,11 +131,6 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
     return run_dir
 
 
-def previous_run(run_dir: Path) -> Path:
-    """Where --overwrite keeps the run it replaces until the new one is written (beside it, hidden)."""
-    return run_dir.parent / f".{run_dir.name}.previous"
-
-
 def _restore_previous(run_dir: Path) -> None:
     """Put back the run that --overwrite set aside, when the new one made nothing."""
     previous = previous_run(run_dir)
@@ -165,13 +161,13 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     else:
         init, init_meta = starting_weights(cfg)
     ds = dataset or load_data(cfg, list(init_meta.classes) if init_meta else None)
-    for path, why in ds.skipped:
-        (callbacks or Callbacks()).note(f"skipped: {why}")
+    notes = callbacks or Callbacks()
+    for _, why in ds.skipped:
+        notes.note(f"skipped: {why}")
     recipe = cfg.recipe
     images, labels = ds.train.images, ds.train.labels
     if cfg.limit and cfg.limit >= len(labels):  # every image trains, and is recorded so
-        (callbacks or Callbacks()).note(f"--limit {cfg.limit} is not below the {len(labels):,} training images: "
-                                        "all of them are used")
+        notes.note(f"--limit {cfg.limit} is not below the {len(labels):,} training images: all of them are used")
         cfg = dataclasses.replace(cfg, limit=None)
     if cfg.limit:
         images, labels = subset(images, labels, cfg.limit, cfg.options.seed)

@@ -34,6 +34,7 @@ HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.safetensors"
 REPORT_FILE = "report.md"
+PREVIOUS_SUFFIX = ".previous"  # a run set aside by `train --overwrite`: .NAME.previous beside NAME
 
 # history.csv columns, in file order. Accuracies are fractions (0..1); `seconds` is the epoch's wall time;
 # val_* are empty when the run had no per-epoch validation.
@@ -145,6 +146,19 @@ def is_run_dir(path: Path) -> bool:
     return (path / CONFIG_FILE).is_file() and (path / METRICS_FILE).is_file()
 
 
+def previous_run(run_dir: Path) -> Path:
+    """Where `fmnist train --overwrite` keeps the run it replaces until the new one is written (beside it, hidden)."""
+    return run_dir.parent / f".{run_dir.name}{PREVIOUS_SUFFIX}"
+
+
+def replaced_by(path: Path) -> Path | None:
+    """The run directory that `path` was set aside for (the inverse of `previous_run`), or None."""
+    name = path.name
+    if name.startswith(".") and name.endswith(PREVIOUS_SUFFIX) and len(name) > len(PREVIOUS_SUFFIX) + 1:
+        return path.parent / name[1 : -len(PREVIOUS_SUFFIX)]
+    return None
+
+
 def load_run(run_dir: str | os.PathLike) -> RunRecord:
     """Read and check config.json, history.csv and metrics.json of a run directory."""
     run_dir = Path(run_dir)
@@ -233,10 +247,10 @@ def find_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
     candidates = [root] if is_run_dir(root) else []
     candidates += sorted(p.parent for p in root.rglob(METRICS_FILE) if p.parent != root and (p.parent / CONFIG_FILE).is_file())
     for path in candidates:
-        if path.name.startswith(".") and path.name.endswith(".previous"):  # fmnist.pipeline.previous_run
+        replacement = replaced_by(path)
+        if replacement is not None:
             problems.append(f"{path}: a run that `fmnist train --overwrite` set aside while its replacement "
-                            f"{path.parent / path.name[1:-len('.previous')]} trains; it is deleted once that run "
-                            "is written")
+                            f"{replacement} trains; it is deleted once that run is written")
             continue
         try:
             records.append(load_run(path))

@@ -59,9 +59,10 @@ def train(
     from fmnist.cli.progress import EpochProgress, StopOnSignal
     from fmnist.train.loop import TrainingInterrupted
     from fmnist.config import RunConfig, TrainOptions
-    from fmnist.pipeline import previous_run, train_run
+    from fmnist.pipeline import train_run
     from fmnist.recipes import get_recipe
     from fmnist.recipes.overrides import apply_assignment
+    from fmnist.rundir import previous_run
     from fmnist.runtime import configure_process
 
     s = settings(ctx, data_dir, dataset, device)

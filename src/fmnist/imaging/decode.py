@@ -46,7 +46,7 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
                 img = _oriented(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow refuses these at open, before the header's size reaches the check above: name the lower limit.
-        limit = min(max_pixels or Image.MAX_IMAGE_PIXELS, Image.MAX_IMAGE_PIXELS or max_pixels)
+        limit = min(n for n in (max_pixels, Image.MAX_IMAGE_PIXELS) if n)
         raise TooLargeError(f"image file {name} is too large: over the limit of {limit:,} pixels that decode safely; "
                             "downscale it first") from None
     except UnidentifiedImageError:

@@ -108,9 +108,9 @@ def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | l
 
 
 def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list[str], mode: str = "auto",
-                   seed: int = 0) -> tuple[Dataset, list[tuple[str, str]]]:
+                   seed: int = 0) -> Dataset:
     """A Dataset from DIR/train/<class>/ and DIR/test/<class>/, or from DIR/<class>/ with a seeded stratified
-    TEST_FRACTION held out as the test split; and the files that were skipped."""
+    TEST_FRACTION held out as the test split; `Dataset.skipped` lists the files that could not be read."""
     directory = Path(directory)
     classes = tuple(classes)
     if (directory / "train").is_dir() and (directory / "test").is_dir():
@@ -125,7 +125,7 @@ def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list
         splits = (Split(every.images[tr], every.labels[tr], classes), Split(every.images[te], every.labels[te], classes))
         skipped = every.skipped
     return Dataset("folder", classes, *splits, source="folder", source_dir=directory, verified=False,
-                   skipped=list(skipped)), skipped
+                   skipped=list(skipped))
 
 
 def load_folder(data_dir: str | os.PathLike | None, classes: list[str] | None = None, seed: int = 0) -> Dataset:
@@ -134,5 +134,4 @@ def load_folder(data_dir: str | os.PathLike | None, classes: list[str] | None = 
     if data_dir is None:
         raise UsageError("--dataset folder needs --data-dir DIR: a folder of DIR/<class>/ images (or DIR/train/ and "
                          "DIR/test/)")
-    ds, _ = folder_dataset(data_dir, classes or list(get_spec(DEFAULT_DATASET).classes), seed=seed)
-    return ds
+    return folder_dataset(data_dir, classes or list(get_spec(DEFAULT_DATASET).classes), seed=seed)
