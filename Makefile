@@ -29,6 +29,7 @@ bench-smoke: data
 	$(PY) -m benchmarks.tune --quick
 	$(PY) -m benchmarks.ablation --quick
 	$(PY) -m benchmarks.tta --quick
+	$(PY) -m benchmarks.ensemble --quick
 	$(PY) -m benchmarks.reproduce_seeds --quick
 	$(PY) -m benchmarks.modern_recipes --quick
 	$(PY) -m benchmarks.cv_seeds --quick

@@ -37,6 +37,7 @@ import torch
 from fmnist.config import Recipe, RunConfig, TrainOptions
 from fmnist.data import Dataset, Split, load_dataset
 from fmnist.data.splits import holdout_split, subset
+from fmnist.data.transforms import to_device_tensors
 from fmnist.errors import UsageError
 from fmnist.fileio import write_json, write_text
 from fmnist.pipeline import train_run
@@ -44,7 +45,7 @@ from fmnist.recipes import RECIPES, get_recipe
 from fmnist.recipes.overrides import apply_assignment
 from fmnist.reports.markdown import NONE, table
 from fmnist.runtime import available_cores, configure_process, resolve_device, resolve_precision
-from fmnist.train.loop import TrainData
+from fmnist.train.loop import TrainData, TrainResult, fit
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = ROOT / "docs" / "results.md"
@@ -56,6 +57,7 @@ QUICK_LIMIT = 2000  # training images
 QUICK_EPOCHS = 1
 QUICK_TEST = 1000  # test images (the test set is also the per-epoch validation of some seed recipes)
 QUICK_STEPS = 5  # timed steps or repetitions, where a script times steps
+EVAL_BATCH = TrainOptions().eval_batch_size  # images per forward pass when a script scores a net itself
 
 # Reference figures. The seeds' reported test accuracies are the recipes' own `reported` fields (fmnist.recipes);
 # what is here is what no recipe holds.
@@ -142,6 +144,48 @@ def held_out(name: str, assignments: Sequence[str], quick: bool) -> tuple[Recipe
     images, labels = ds.train.images, ds.train.labels
     tr, va = holdout_split(labels, recipe.val_fraction, seed=0)
     return recipe, TrainData((images[tr], labels[tr]), (images[va], labels[va]), num_classes=len(ds.classes))
+
+
+def trial_parser(doc: str | None, out_help: str, runs: int, quick_runs: int) -> argparse.ArgumentParser:
+    """`parser` plus what a held-out trial over seeds takes: a recipe, its --set overrides and --runs."""
+    p = parser(doc, out_help)
+    p.add_argument("recipe", nargs="?", default="fast")
+    p.add_argument("--set", action="append", default=[], help="override, e.g. epochs=8")
+    p.add_argument("--runs", type=int, default=None,
+                   help=f"runs (seeds 0..runs-1; default {runs}, {quick_runs} with --quick)")
+    p.set_defaults(default_runs=(runs, quick_runs))
+    return p
+
+
+@dataclass
+class HeldOutTrial:
+    """A trial of `trial_parser`'s arguments: the recipe with its overrides, its held-out data (`held_out`), the
+    trial's name ("RECIPE ASSIGNMENT..."), the number of runs, the held-out images normalized on the device, and
+    the results file (--out, or FILE under bench_dir; cleared first with --quick)."""
+    recipe: Recipe
+    data: TrainData
+    name: str
+    runs: int
+    x: torch.Tensor
+    y: torch.Tensor
+    path: Path
+    device: str
+    threads: int
+
+    def fit(self, seed: int) -> tuple[TrainResult, torch.dtype | None]:
+        """Train the recipe on the held-out trial's data with this seed: the result and its autocast dtype."""
+        result = fit(self.recipe, self.data, TrainOptions(seed=seed, device=self.device, threads=self.threads))
+        return result, resolve_precision(result.precision, result.device)
+
+
+def held_out_trial(args: argparse.Namespace, threads: int, file: str) -> HeldOutTrial:
+    recipe, data = held_out(args.recipe, args.set, args.quick)
+    x, y = to_device_tensors(*data.val, resolve_device(args.device), recipe.mean, recipe.std)
+    runs = args.runs or args.default_runs[1 if args.quick else 0]
+    path = args.out or bench_dir(args.quick) / file
+    if args.quick:
+        clear_quick(path)
+    return HeldOutTrial(recipe, data, " ".join([args.recipe, *args.set]), runs, x, y, path, args.device, threads)
 
 
 def bench_dir(quick: bool) -> Path:

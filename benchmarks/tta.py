@@ -21,11 +21,7 @@ import statistics
 import torch
 
 from benchmarks import kit
-from fmnist.config import TrainOptions
-from fmnist.data.transforms import to_device_tensors
 from fmnist.inference import batched_logits, moved
-from fmnist.runtime import resolve_device, resolve_precision
-from fmnist.train.loop import fit
 
 DIAGONAL = [(-1, -1), (1, 1)]  # fmnist.inference's shift views: up-left and down-right
 AXIAL = [(-1, 0), (1, 0), (0, -1), (0, 1)]
@@ -69,26 +65,17 @@ def passes(mirror: bool, weights: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = kit.parser(__doc__, out_help="the results file to append to (default runs/bench/tta.json)")
-    parser.add_argument("recipe", nargs="?", default="fast")
-    parser.add_argument("--set", action="append", default=[], help="override, e.g. epochs=8")
-    parser.add_argument("--runs", type=int, default=None, help="runs (seeds 0..runs-1; default 3, 1 with --quick)")
+    parser = kit.trial_parser(__doc__, out_help="the results file to append to (default runs/bench/tta.json)",
+                              runs=3, quick_runs=1)
     args = parser.parse_args(argv)
     threads = kit.begin(args)
 
-    recipe, data = kit.held_out(args.recipe, args.set, args.quick)
-    path = args.out or kit.bench_dir(args.quick) / "tta.json"
-    if args.quick:
-        kit.clear_quick(path)
-    trial = " ".join([args.recipe, *args.set])
-    device = resolve_device(args.device)
-    xv, yv = to_device_tensors(*data.val, device, recipe.mean, recipe.std)
-    for seed in range(args.runs or (1 if args.quick else 3)):
-        options = TrainOptions(seed=seed, device=args.device, threads=threads)
+    held = kit.held_out_trial(args, threads, "tta.json")
+    recipe, trial, path = held.recipe, held.name, held.path
+    for seed in range(held.runs):
         load = kit.load_average()
-        result = fit(recipe, data, options)
-        amp = resolve_precision(result.precision, result.device)
-        accuracy = score(view_logits(result.model, xv, amp, options.eval_batch_size), yv)
+        result, amp = held.fit(seed)
+        accuracy = score(view_logits(result.model, held.x, amp, kit.EVAL_BATCH), held.y)
         print(f"{trial}, seed {seed}: " + ", ".join(f"{k} {v * 100:.2f}" for k, v in accuracy.items()))
         kit.append_result(path, {
             "trial": trial, "seed": seed, "own_tta": {"flip": recipe.tta_flip, "shift": recipe.tta_shift},
