@@ -266,6 +266,38 @@ def test_preprocess_out(cli, tmp_path):
         clean(r)
 
 
+def test_preprocess_never_writes_one_input_over_another_sheet(cli, tmp_path):
+    # "good-sheet.png" (an earlier output fed back in) and "good.png": the second's sheet would be the first's input.
+    photos = tmp_path / "in"
+    photos.mkdir()
+    image(photos / "good-sheet.png")
+    image(photos / "good.png")
+    r = cli("preprocess", photos, "--out", tmp_path / "pp", "--json")
+    assert r.exit_code == 0, r.stderr
+    written = json.loads(r.stdout)["written"]
+    outputs = [w[k] for w in written for k in ("input", "sheet")]
+    assert len(set(outputs)) == 4 and all(Path(o).is_file() for o in outputs)
+
+
+def test_a_data_cache_that_cannot_be_written_names_its_own_fix(cli, tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "afile"))
+    monkeypatch.setenv("FMNIST_SYSTEM_DIR", str(tmp_path / "no-system"))
+    monkeypatch.setenv("FMNIST_MIRROR", "http://127.0.0.1:9/")  # never reached: the cache fails first
+    r = cli("data", "fetch", "--dataset", "kmnist")
+    flat = " ".join(r.stderr.split())
+    assert r.exit_code == 2 and "FMNIST_CACHE=DIR" in flat and "--out" not in flat, flat
+    assert "fmnist data fetch --dataset kmnist" in flat
+    clean(r)
+
+
+def test_dataset_folder_is_spelled_as_freely_as_the_others(cli):
+    r = cli("--dataset", "Folder", "data", "info")
+    assert r.exit_code == 2 and "--dataset folder needs --data-dir" in r.stderr
+    r = cli("--dataset", "nope", "data", "info")
+    assert r.exit_code == 2 and "folder" in r.stderr
+
+
 def test_train_out_inside_a_file_is_a_sentence(cli, tiny_data_dir, tmp_path):
     (tmp_path / "file").write_text("x")
     r = cli(*idx(tiny_data_dir, "train", "mlp", *QUICK, "--out", tmp_path / "file" / "run"))

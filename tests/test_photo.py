@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from fmnist.data.splits import holdout_split
 from fmnist.errors import DataError
 from fmnist.imaging import looks_like_dataset, open_image, prepare
 from fmnist.imaging.folder import class_aliases, folder_dataset, match_classes, read_image_folder
@@ -114,8 +116,14 @@ def test_class_folder_names_forgive_case_punctuation_and_take_indices():
     match = match_classes(["t-shirt_top", "TROUSER", "pull over", "3", "ankle-boot", "sandal"], FASHION)
     assert match == {"t-shirt_top": 0, "TROUSER": 1, "pull over": 2, "3": 3, "ankle-boot": 9, "sandal": 5}
     assert class_aliases(FASHION)["tshirt"] == 0 and class_aliases(FASHION)["top"] == 0
-    with pytest.raises(DataError, match="'hats' match none of the model's classes"):
+    with pytest.raises(DataError, match="'hats' match none of the classes"):
         match_classes(["hats", "bag"], FASHION)
+
+
+def test_a_class_named_by_a_number_is_not_taken_for_another_class_index():
+    # Classes "1", "2", "3": folder "1" is class "1" (index 0), not the class at index 1.
+    assert match_classes(["1", "2", "3"], ["1", "2", "3"]) == {"1": 0, "2": 1, "3": 2}
+    assert match_classes(["0"], ["1", "2", "3"]) == {"0": 0}  # an index no name claims still works
 
 
 def photo_folder(root, per_class=2, classes=("Trouser", "Bag"), unreadable=True):
@@ -138,6 +146,29 @@ def test_an_image_folder_reads_through_the_photo_pipeline_and_skips_what_it_cann
     assert len(folder.skipped) == 1 and "broken.jpg" in folder.skipped[0][0]
     ds = folder_dataset(tmp_path / "photos", FASHION)
     assert len(ds.train) + len(ds.test) == 4 and len(ds.test) >= 1 and len(ds.skipped) == 1
+
+
+def test_an_image_folder_says_what_it_left_out_and_why_it_cannot_split(tmp_path):
+    photos = photo_folder(tmp_path / "photos", per_class=2, unreadable=False)
+    (photos / "bag" / "more").mkdir()
+    article(seed=7).save(photos / "bag" / "more" / "x.jpg")
+    folder = read_image_folder(photos, FASHION)
+    assert len(folder.labels) == 4 and [p for p, _ in folder.skipped] == [str(photos / "bag" / "more")]
+    with pytest.raises(DataError, match="is a file"):
+        read_image_folder(photos / "bag" / "0.jpg", FASHION)
+    one_each = photo_folder(tmp_path / "one", per_class=1, unreadable=False)
+    with pytest.raises(DataError, match="every class holds one image"):
+        folder_dataset(one_each, FASHION)
+    (tmp_path / "halves" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="has train/ but no test/"):
+        folder_dataset(tmp_path / "halves", FASHION)
+
+
+def test_a_held_out_split_trains_every_class_and_checks_every_class_it_can():
+    labels = np.array([0] * 10 + [1] * 2 + [2])  # 10 images, 2, and 1
+    tr, va = holdout_split(labels, 0.2, seed=0)
+    assert np.bincount(labels[va], minlength=3).tolist() == [2, 1, 0]
+    assert np.bincount(labels[tr], minlength=3).tolist() == [8, 1, 1]
 
 
 def tiny_fast(epochs=1):
@@ -204,8 +235,17 @@ def test_fine_tuning_on_an_image_folder_is_a_normal_run(cli, tmp_path):
     assert (run / "model.safetensors").is_file() and (run / "report.md").is_file()
     config = json.loads((run / "config.json").read_text())
     assert config["options"]["dataset"] == "folder" and config["options"]["data_source"] == "folder"
-    e = cli("evaluate", run, "--out", tmp_path / "eval", "--json")
-    assert e.exit_code == 0, e.stderr and json.loads(e.stdout)["count"] == 6
+    # The run is scored again on the images it held out, never on the ones it trained on.
+    e = cli("evaluate", run, "--json")
+    assert e.exit_code == 0, e.stderr
+    result = json.loads(e.stdout)
+    assert result["matches_recorded"] and result["test_accuracy"] == result["recorded_test_accuracy"]
+    assert result["report"]["weighted_avg"]["support"] == 2  # 1 of each class's 3 held out
+    # From another working directory too: the run stored its folder's absolute path.
+    assert Path(config["options"]["data_dir"]).is_absolute()
+    whole = cli("evaluate", run, "--images", photos, "--out", tmp_path / "eval", "--json")
+    assert whole.exit_code == 0, whole.stderr
+    assert json.loads(whole.stdout)["count"] == 6
 
 
 @pytest.mark.parametrize("low, high", [(200, 250), (5, 55)])

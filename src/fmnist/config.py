@@ -340,10 +340,11 @@ class RunConfig:
             "dataset must be a non-empty name": isinstance(self.dataset, str) and bool(self.dataset),
             f"--limit must be a whole number >= 1, got {self.limit!r}": self.limit is None or (_whole(self.limit) and self.limit >= 1),
         }))
+        # Stored absolute, so the run's data and starting model are found again from any working directory.
         for key in ("data_dir", "init"):
             value = getattr(self, key)
-            if value is not None and not isinstance(value, Path):
-                object.__setattr__(self, key, Path(value))
+            if value is not None:
+                object.__setattr__(self, key, Path(value).expanduser().absolute())
 
     def to_dict(self) -> dict[str, Any]:
         """config.json's content: {"recipe": {...}, "options": {TrainOptions fields + run fields}}."""

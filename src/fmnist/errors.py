@@ -27,6 +27,8 @@ class WriteError(FmnistError, OSError):
     """A file could not be written: the disk is full or over quota, read-only, or not ours to write; exit code 2.
 
     Also an OSError, so code that tolerates an unwritable location (the dataset cache) still catches it.
+    `problem` is the message without its fix, for callers that know a better one.
     """
 
     exit_code = 2
+    problem = ""

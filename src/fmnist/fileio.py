@@ -102,6 +102,7 @@ def write_error(path: str | os.PathLike, error: OSError) -> WriteError | None:
     # One sentence naming the file and the fix; never the errno text or the temporary file's name.
     err = WriteError(f"cannot write {path}: {problem.format(dir=path.parent.resolve())}; {fix}")
     err.errno = error.errno  # for callers that tell errors apart by errno, as they did the OSError
+    err.problem = problem.format(dir=path.parent.resolve())  # for callers whose fix is another option
     return err
 
 

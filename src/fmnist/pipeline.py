@@ -23,7 +23,8 @@ from fmnist.data import DEFAULT_DATASET, Dataset, Split, load_dataset, load_spli
 from fmnist.data.splits import describe_validation, split_for_validation, subset
 from fmnist.fileio import write_error
 from fmnist.errors import DataError, UsageError
-from fmnist.imaging.folder import FOLDER, load_folder
+from fmnist.data.registry import FOLDER
+from fmnist.imaging.folder import load_folder
 from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.plots.evaluation import plot_misclassified, plot_montage

@@ -22,9 +22,19 @@ DataDirOption = Annotated[
     Optional[Path],
     typer.Option("--data-dir", envvar="FMNIST_DATA_DIR", help="Directory holding the four IDX files (.gz or raw).", show_default=False),
 ]
+
+
+def _dataset_name(value: str | None) -> str | None:
+    """--dataset as given, except that `folder` (not a registered dataset) is spelled as freely as the others."""
+    from fmnist.data.registry import FOLDER
+
+    return FOLDER if value is not None and value.strip().lower() == FOLDER else value
+
+
 DatasetOption = Annotated[
     Optional[str],
-    typer.Option("--dataset", help="fashion-mnist, mnist, kmnist, idx (any directory of IDX files) or folder (DIR/<class>/ images); the last two need --data-dir.", show_default=False),
+    typer.Option("--dataset", help="fashion-mnist, mnist, kmnist, idx (any directory of IDX files) or folder (DIR/<class>/ images); the last two need --data-dir.", show_default=False,
+                 callback=_dataset_name),
 ]
 DeviceOption = Annotated[
     Optional[str],

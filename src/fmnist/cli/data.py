@@ -97,7 +97,8 @@ def show(
 
 def _load(ctx: typer.Context, data_dir: Path | None, dataset: str | None, download: bool) -> Dataset:
     from fmnist.data import load_dataset  # imported here: numpy stays out of `fmnist --help`
-    from fmnist.imaging.folder import FOLDER, load_folder
+    from fmnist.data.registry import FOLDER
+    from fmnist.imaging.folder import load_folder
 
     s = settings(ctx, data_dir=data_dir, dataset=dataset)
     if s.dataset == FOLDER:
@@ -122,4 +123,4 @@ def _verified(ds: Dataset) -> str:
         verdict = "verified: no, no published checksum covers these files (their structure was checked)"
     if ds.source == "folder":  # no published checksum, no IDX structure: images read one by one
         verdict = f"verified: no, image files ({len(ds.skipped)} skipped)"
-    return f"{verdict}\nchecksum: {ds.checksum}"
+    return verdict + (f"\nchecksum: {ds.checksum}" if ds.checksum else "")

@@ -30,6 +30,7 @@ def evaluate(
     """Evaluate a saved model on its dataset's test set (or --dataset's, or --images DIR) and print the
     classification report; warns when the data differ from the data the model was trained on."""
     from fmnist.data import load_split
+    from fmnist.data.registry import FOLDER
     from fmnist.errors import UsageError
     from fmnist.export import load_predictor
     from fmnist.inference import evaluate as evaluate_model
@@ -48,11 +49,20 @@ def evaluate(
     # The run's own data directory serves its own dataset only.
     same_dataset = run is not None and run.config.dataset == name
     data_dir = s.data_dir if s.data_dir is not None else (run.config.data_dir if same_dataset else None)
-    if images is None and name == "folder":
-        # A model fine-tuned on an image folder is scored on that folder's test images.
+    held_out = None
+    if images is None and name == FOLDER:
+        # A model fine-tuned on an image folder is scored on that folder's test images: DIR/test/, or, for the run
+        # that trained on DIR/<class>/, the same seeded part it held out (the rest it trained on).
         if data_dir is None:
             raise UsageError(f"{model} was trained on an image folder: pass it with --images DIR")
-        images = data_dir / "test" if (data_dir / "test").is_dir() else data_dir
+        if (data_dir / "test").is_dir():
+            images = data_dir / "test"
+        elif same_dataset and s.data_dir is None:
+            from fmnist.imaging.folder import folder_dataset
+
+            held_out = folder_dataset(data_dir, meta.classes, seed=run.config.options.seed).test
+        else:
+            images = data_dir
     if out_dir is not None:
         from fmnist.cli.outputs import check_out_dir
 
@@ -67,14 +77,14 @@ def evaluate(
     # The figure recorded at training: from the run's record when MODEL is a run directory, else from the model
     # file's metadata.
     recorded = run.metrics.test_accuracy if run is not None else (meta.metrics or {}).get("test_accuracy")
-    test = load_split("test", name, data_dir=data_dir)  # only the split evaluated is loaded
+    test = held_out if held_out is not None else load_split("test", name, data_dir=data_dir)  # only the split evaluated is loaded
     top = int(test.labels.max()) if len(test.labels) else -1
     if not len(test.labels):
         raise UsageError(f"the {name} test split holds no images to evaluate on; name a dataset with test images")
     if top >= len(meta.classes):
         raise UsageError(f"{model} tells {len(meta.classes)} classes apart, but the {name} test labels go up to {top}; "
                          f"evaluate it on data with its classes, such as the {meta.dataset or 'dataset'} it was trained on")
-    checksum, problem = _dataset_checksum(name, data_dir)
+    checksum, problem = _dataset_checksum(name, data_dir) if held_out is None else (None, None)
     same_data = (checksum == meta.dataset_checksum) if checksum and meta.dataset_checksum else None
     warnings = [problem] if problem else []
     if same_data is False:
@@ -103,7 +113,8 @@ def evaluate(
         print_json(result)
         return
     out.print(format_report(report), markup=False)
-    line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {name} test images"
+    what = f"{name} test images" if held_out is None else f"images of {data_dir} held out at training"
+    line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {what}"
     if recorded is not None:
         same = "matches" if result["matches_recorded"] else "differs from"
         line += f"; {same} the {recorded * 100:.2f}% recorded at training"

@@ -44,7 +44,7 @@ def preprocess(
             continue
         stem = base = safe_name(path.stem)
         for i in range(2, len(used) + 3):
-            if stem not in used:
+            if stem not in used and f"{stem}-sheet" not in used:
                 break
             stem = f"{base}-{i}"  # two inputs of one name (in different directories) never write over each other
         used.update((stem, f"{stem}-sheet"))

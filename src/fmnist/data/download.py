@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from fmnist.data.idx import FileDigest, IdxError, inspect_idx
-from fmnist.data.registry import MIRROR_ENV, DatasetSpec
+from fmnist.data.registry import MIRROR_ENV, DatasetSpec, dataset_flag
 from fmnist.errors import DataError
 from fmnist.fileio import atomic_path, write_error
 
@@ -42,8 +42,9 @@ def fetch_file(spec: DatasetSpec, fname: str, directory: Path, mirrors: tuple[st
             failures.append(f"{url}: {e}")
     package = f", install the Debian package (apt-get install {spec.apt_package})" if spec.apt_package else ""
     raise DataError(
-        f"could not download {fname}.gz for {spec.title}: {'; '.join(failures)}. Nothing was written to the cache "
-        f"({directory}). Fix: check the internet connection and run `fmnist data fetch` again, set {MIRROR_ENV}=URL "
+        f"could not download {fname}.gz for {spec.title}: {'; '.join(failures)}. No copy of it entered the cache "
+        f"({directory}); files verified there before are kept, so a retry fetches only what is missing. Fix: check "
+        f"the internet connection and run `fmnist data fetch{dataset_flag(spec)}` again, set {MIRROR_ENV}=URL "
         f"to a mirror serving the four .gz files{package}, or pass --data-dir DIR (FMNIST_DATA_DIR) to a "
         f"directory holding them."
     )

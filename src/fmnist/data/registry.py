@@ -18,6 +18,7 @@ IMAGE_SHAPE = (28, 28)
 MIRROR_ENV = "FMNIST_MIRROR"  # one mirror URL replacing a dataset's own (tests, private mirrors)
 SYSTEM_DIR_ENV = "FMNIST_SYSTEM_DIR"  # replaces a dataset's system directory (tests)
 DEFAULT_DATASET = "fashion-mnist"
+FOLDER = "folder"  # --dataset folder: an image folder, DIR/<class>/* (fmnist.imaging.folder reads it)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,13 @@ def get_spec(name: str | DatasetSpec) -> DatasetSpec:
     for spec in DATASETS.values():
         if key == spec.name or key in spec.aliases:
             return spec
-    raise UsageError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} (alias: fashion)")
+    raise UsageError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)} (alias: fashion), and {FOLDER} "
+                     "for a folder of DIR/<class>/ images")
+
+
+def dataset_flag(spec: DatasetSpec) -> str:
+    """The `--dataset NAME` a command needs to name `spec` (nothing for the default dataset)."""
+    return "" if spec.name == DEFAULT_DATASET else f" --dataset {spec.name}"
 
 
 def system_dir(spec: DatasetSpec) -> Path | None:

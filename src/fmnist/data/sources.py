@@ -15,9 +15,9 @@ from pathlib import Path
 
 from fmnist.data import cache
 from fmnist.data.download import fetch_file
-from fmnist.data.registry import DEFAULT_DATASET, FILES, DatasetSpec, mirrors, system_dir
-from fmnist.errors import DataError, UsageError
-from fmnist.paths import cache_root
+from fmnist.data.registry import FILES, DatasetSpec, dataset_flag, mirrors, system_dir
+from fmnist.errors import DataError, UsageError, WriteError
+from fmnist.paths import CACHE_ENV, cache_root
 
 DATA_DIR_ENV = "FMNIST_DATA_DIR"
 
@@ -64,7 +64,13 @@ def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool
         present = find_files(cache_dir)
         for fname in FILES:
             if fname not in present:
-                path, digest = fetch_file(spec, fname, cache_dir, urls, progress)
+                try:
+                    path, digest = fetch_file(spec, fname, cache_dir, urls, progress)
+                except WriteError as e:  # its fix ("pass another --out") is not this command's
+                    raise WriteError(
+                        f"cannot download {spec.title} into the cache {cache_dir}: {e.problem or e}; set {CACHE_ENV}=DIR "
+                        f"to a writable directory and run `fmnist data fetch{dataset_flag(spec)}` again, or pass "
+                        f"--data-dir DIR ({DATA_DIR_ENV}) naming a directory with the four IDX files") from None
                 cache.remember({cache.file_key(path): digest})
         return Location("download", cache_dir, find_files(cache_dir))
     looked = f"the cache {cache_dir}" + (f" and {system}" if system is not None else "")
@@ -119,5 +125,3 @@ def fix_for(spec: DatasetSpec, location: Location, mismatch: bool = False) -> st
     return f"delete {location.directory} and run `fmnist data fetch{dataset_flag(spec)}` to download it again"
 
 
-def dataset_flag(spec: DatasetSpec) -> str:
-    return "" if spec.name == DEFAULT_DATASET else f" --dataset {spec.name}"

@@ -19,12 +19,13 @@ def subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> Arrays:
 
 
 def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val) holding out `fraction` of each class, seeded."""
+    """Indices (train, val) holding out `fraction` of each class, seeded: at least one image of a class with two or
+    more (so every class is checked), and never a class's last image (so every class is trained)."""
     rng = np.random.default_rng(seed)
     train_idx, val_idx = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        k = max(1, int(round(len(idx) * fraction)))
+        k = min(max(1, int(round(len(idx) * fraction))), len(idx) - 1)
         val_idx.append(idx[:k])
         train_idx.append(idx[k:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))

@@ -14,16 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from fmnist.data import DEFAULT_DATASET, Dataset, Split, get_spec
+from fmnist.data.registry import FOLDER
 from fmnist.data.splits import holdout_split
 from fmnist.errors import DataError, UsageError
-from fmnist.imaging.decode import image_files
-from fmnist.imaging.modes import prepare_file
+from fmnist.imaging.decode import image_files, open_image
+from fmnist.imaging.modes import prepare
 from fmnist.imaging.photo import flatten_alpha
-
-FOLDER = "folder"  # --dataset folder: an image folder, DIR/<class>/*
 
 THUMB = 64  # longest edge of the thumbnails kept for montages, in pixels
 TEST_FRACTION = 0.2  # held out as the test split of a folder without train/ and test/
@@ -37,11 +35,12 @@ def simplify(name: str) -> str:
 def class_aliases(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
     """Every spelling a folder may use for each class index: the simplified name, its index, and each part of a
     name with a slash when no other class claims that part."""
-    aliases: dict[str, int] = {}
+    # A class's own name wins over another class's index ("1" names class "1", not the class at index 1), and
+    # both win over a part of a name.
+    aliases = {simplify(name): i for i, name in enumerate(classes)}
     parts: dict[str, set[int]] = {}
     for i, name in enumerate(classes):
-        aliases[simplify(name)] = i
-        aliases[str(i)] = i
+        aliases.setdefault(str(i), i)
         for part in re.split(r"[/|]", name):
             if simplify(part):
                 parts.setdefault(simplify(part), set()).add(i)
@@ -56,7 +55,7 @@ def match_classes(folders: list[str], classes: tuple[str, ...] | list[str]) -> d
     aliases = class_aliases(classes)
     unknown = [f for f in folders if simplify(f) not in aliases]
     if unknown:
-        raise DataError(f"class folders {', '.join(map(repr, unknown))} match none of the model's classes "
+        raise DataError(f"class folders {', '.join(map(repr, unknown))} match none of the classes "
                         f"({', '.join(classes)}); name each folder after a class (case and punctuation do not matter) "
                         "or by its index")
     return {f: aliases[simplify(f)] for f in folders}
@@ -77,6 +76,9 @@ class FolderImages:
 def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | list[str], mode: str = "auto") -> FolderImages:
     """Every image in DIR/<class>/ as model input, labelled by its folder."""
     directory = Path(directory)
+    if directory.is_file():
+        raise DataError(f"{directory} is a file; pass a folder holding one subfolder per class (a single image is "
+                        "classified by `fmnist predict`)")
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory; pass a folder holding one subfolder per class")
     folders = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -85,18 +87,23 @@ def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | l
     index = match_classes(folders, classes)
     images, labels, paths, modes, thumbs, skipped = [], [], [], [], [], []
     for folder in folders:
+        skipped += [(str(p), f"{p}: a folder inside a class folder is not read; put its images in {directory / folder}")
+                    for p in sorted((directory / folder).iterdir()) if p.is_dir() and not p.name.startswith(".")]
         for path in image_files([directory / folder]):
             try:
-                prepared = prepare_file(path, mode)
-                with Image.open(path) as img:
-                    img.thumbnail((THUMB, THUMB))
-                    thumb = np.asarray(flatten_alpha(img))
+                img = open_image(path)
+                prepared = prepare(img, mode)
+                # The thumbnail shows the photo as decoded for the model (EXIF orientation applied), transparency
+                # flattened before it is shrunk.
+                thumb = flatten_alpha(img)
+                thumb.thumbnail((THUMB, THUMB))
             except DataError as e:
-                skipped.append((str(path), str(e)))
+                skipped.append((str(path), str(e) if str(path) in str(e) else f"image file {path}: {e}"))
                 continue
             except OSError as e:
                 skipped.append((str(path), f"image file {path}: {e}"))
                 continue
+            thumb = np.asarray(thumb)
             images.append(prepared.image)
             labels.append(index[folder])
             paths.append(str(path))
@@ -113,7 +120,12 @@ def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list
     TEST_FRACTION held out as the test split; `Dataset.skipped` lists the files that could not be read."""
     directory = Path(directory)
     classes = tuple(classes)
-    if (directory / "train").is_dir() and (directory / "test").is_dir():
+    halves = [name for name in ("train", "test") if (directory / name).is_dir()]
+    if len(halves) == 1:
+        other = "test" if halves == ["train"] else "train"
+        raise DataError(f"{directory} has {halves[0]}/ but no {other}/: give both splits as DIR/train/<class>/ and "
+                        "DIR/test/<class>/, or put the class folders in DIR itself to hold out a test split")
+    if halves:
         train, test = read_image_folder(directory / "train", classes, mode), read_image_folder(directory / "test", classes, mode)
         splits = (Split(train.images, train.labels, classes), Split(test.images, test.labels, classes))
         skipped = train.skipped + test.skipped
@@ -122,9 +134,12 @@ def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list
         if len(every.labels) < 2:
             raise DataError(f"{directory}: {len(every.labels)} readable image; a dataset needs a train and a test split")
         tr, te = holdout_split(every.labels, TEST_FRACTION, seed)
+        if not len(te):
+            raise DataError(f"{directory}: every class holds one image, and each must train; a test split needs a "
+                            "class with two images or more (or DIR/train/ and DIR/test/)")
         splits = (Split(every.images[tr], every.labels[tr], classes), Split(every.images[te], every.labels[te], classes))
         skipped = every.skipped
-    return Dataset("folder", classes, *splits, source="folder", source_dir=directory, verified=False,
+    return Dataset(FOLDER, classes, *splits, source=FOLDER, source_dir=directory, verified=False,
                    skipped=list(skipped))
 
 
