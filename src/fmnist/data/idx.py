@@ -89,7 +89,9 @@ def parse_idx(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:
     size = math.prod(dims)
     shape = "x".join(map(str, dims))
     if len(data) < header + size:
-        raise IdxError(path, f"truncated: {len(data)} bytes, but its header declares {shape} elements, {header + size} bytes")
+        kind = "an images" if ndim == 3 else "a labels"
+        raise IdxError(path, f"truncated: {len(data)} bytes, but its header (magic 0x{magic:08X}: {kind} file) declares "
+                             f"{shape} elements, {header + size} bytes")
     if len(data) > header + size:
         raise IdxError(path, f"{len(data) - header - size} bytes after the {shape} elements its header declares")
     # copy: frombuffer over `bytes` is read-only, and callers (torch.from_numpy) expect writable arrays
