@@ -263,3 +263,45 @@ def test_folds_too_small_to_say_much_are_noted(tmp_path):
     progress = Recorder()
     run_cv(config(tmp_path, limit=20, folds=2, recipes=tiny_recipes()[:1]), tiny_data(), progress)
     assert any("only 10 images" in n and "say little" in n for n in progress.notes), progress.notes
+
+
+def test_a_pool_worker_ends_when_its_parent_is_killed(tmp_path):
+    # The parent starts a worker that watches it (runtime.exit_with_parent), then is killed outright: the
+    # worker, which would otherwise wait on its pool forever, exits by itself.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file, script = tmp_path / "worker.pid", tmp_path / "parent.py"
+    script.write_text(f"""
+import multiprocessing as mp, os, time
+from fmnist.runtime import exit_with_parent
+def work(path):
+    exit_with_parent(poll_s=0.05)
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(60)
+if __name__ == "__main__":
+    mp.get_context("spawn").Process(target=work, args=({str(pid_file)!r},)).start()
+    time.sleep(60)
+""")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = int(pid_file.read_text())
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the worker outlived its parent by 10 s")

@@ -72,6 +72,16 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path):
         fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
 
 
+def test_a_checkpoint_does_not_resume_on_changed_training_data(tmp_path):
+    ckpt = tmp_path / "checkpoint.safetensors"
+    recipe = get_recipe("mlp").replace(epochs=2, batch_size=32)
+    fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt)
+    changed = data()
+    changed.train[0][:] = 255 - changed.train[0]  # the same number of images, inverted
+    with pytest.raises(DataError, match="data changed"):
+        fit(recipe, changed, TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
+
+
 class SlowStopAt(StopAt):
     """StopAt whose steps each take at least 0.1 s more."""
 

@@ -55,3 +55,24 @@ def test_runs_errors_exit_2(cli, tmp_path):
     assert cli("runs", tmp_path, "--sort", "colour").exit_code == 2
     r = cli("runs", tmp_path)
     assert r.exit_code == 0 and "no finished runs" in r.stdout
+
+
+@pytest.mark.parametrize("file, content", [
+    ("history.csv", b"\xff\xfe\x00garbage\x9c"),
+    ("metrics.json", {"train_seconds": "slow"}),
+    ("metrics.json", {"report": {"per_class": 5}}),
+    ("metrics.json", {"confusion_matrix": "cells"}),
+])
+def test_a_damaged_run_file_is_one_sentence_and_the_other_runs_still_list(cli, two_runs, file, content):
+    path = two_runs / "b" / file
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        metrics = json.loads(path.read_text())
+        if content.get("confusion_matrix") == "cells":
+            content = {"confusion_matrix": [[str(v) for v in row] for row in metrics["confusion_matrix"]]}
+        path.write_text(json.dumps(metrics | content))
+    r = cli("runs", two_runs)
+    assert r.exit_code == 0 and str(two_runs / "a") in r.stdout and "skipped:" in r.stderr, r.stderr
+    r = cli("report", two_runs / "b")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr and file in r.stderr, r.stderr

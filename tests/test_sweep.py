@@ -125,6 +125,15 @@ def test_sweep_options_are_checked(cli, tiny_data_dir, tmp_path):
         assert r.exit_code == 2 and fragment in r.stderr, r.stderr
 
 
+def test_a_damaged_study_is_one_sentence(cli, tiny_data_dir, tmp_path):
+    (tmp_path / "s" / "bad").mkdir(parents=True)
+    (tmp_path / "s" / "bad" / "study.db").write_text("not a database")
+    r = cli("sweep", "mlp", "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "s", "--name", "bad",
+            "--trials", "1", "--limit", "100")
+    assert r.exit_code == 2 and "file is not a database" in r.stderr and "--name" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
 def test_train_takes_the_settings_a_sweep_prints(cli, tiny_data_dir, tmp_path):
     out = tmp_path / "run"
     r = cli("train", "mlp", "--set", "optimizer.lr=0.002", "--set", "epochs=1", "--limit", "100",

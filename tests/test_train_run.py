@@ -94,6 +94,25 @@ def test_unknown_recipe_and_bad_options_exit_2(cli, tiny_data_dir):
     assert cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--device", "tpu").exit_code == 2
 
 
+def test_a_run_directory_in_use_is_refused(cli, tiny_data_dir, tmp_path):
+    from fmnist.rundir import exclusive
+
+    run_dir = tmp_path / "run"
+    with exclusive(run_dir):  # as another process training into it holds it
+        r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--out", run_dir)
+        assert r.exit_code == 2 and "another fmnist process" in r.stderr and not run_dir.exists(), r.stderr
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--out", run_dir)
+    assert r.exit_code == 0, r.stderr
+
+
+def test_resume_refuses_options_it_would_ignore(cli, tiny_data_dir, tmp_path):
+    r = cli("train", "fast", "--resume", tmp_path, "--epochs", "5", "--set", "lr=5")
+    assert r.exit_code == 2 and "--epochs, --set would be ignored" in r.stderr, r.stderr
+    (tmp_path / "file").write_text("x")
+    r = cli("train", "--resume", tmp_path / "file")
+    assert r.exit_code == 2 and "a file" in r.stderr and "Errno" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("args", [("fast", "--batch-size", "1"), ("baseline", "--set", "augment.resize=[20, 1]")])
 def test_settings_refused_before_training_leave_no_run_directory(cli, tiny_data_dir, tmp_path, args):
     run_dir = tmp_path / "run"

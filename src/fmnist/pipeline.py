@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,10 +21,10 @@ import torch
 from fmnist.checkpoint import ModelMeta, load_model, read_meta, save_model
 from fmnist.config import Recipe, RunConfig
 from fmnist.data import DEFAULT_DATASET, Dataset, Split, load_dataset, load_split
-from fmnist.data.splits import describe_validation, split_for_validation, subset
-from fmnist.fileio import write_error
-from fmnist.errors import DataError, UsageError
 from fmnist.data.registry import FOLDER
+from fmnist.data.splits import Arrays, describe_validation, split_for_validation, subset
+from fmnist.errors import DataError, UsageError
+from fmnist.fileio import write_error
 from fmnist.imaging.folder import load_folder
 from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
@@ -34,6 +35,7 @@ from fmnist.rundir import (
     MODEL_FILE,
     RunMetrics,
     check_directory_path,
+    exclusive,
     is_run_dir,
     previous_run,
     write_config,
@@ -116,8 +118,12 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
         if not (run_dir / CONFIG_FILE).is_file():
             raise UsageError(f"--out {run_dir} holds files that are not a run; name a new or empty directory")
         if not overwrite:
-            raise UsageError(f"--out {run_dir} holds a run already; pass --overwrite to replace it, --resume {run_dir} "
-                             "to continue it, or another --out")
+            if (run_dir / CHECKPOINT_FILE).is_file():
+                raise UsageError(f"--out {run_dir} holds a run already; pass --overwrite to replace it, --resume "
+                                 f"{shlex.quote(str(run_dir))} to continue it, or another --out")
+            stopped = "" if is_run_dir(run_dir) else ", which stopped before its first checkpoint (nothing to resume)"
+            raise UsageError(f"--out {run_dir} holds a run already{stopped}; pass --overwrite to replace it, or "
+                             "another --out")
         previous = previous_run(run_dir)
         if previous.exists() and not is_run_dir(run_dir):
             shutil.rmtree(run_dir)  # a replacement that did not finish: the run it replaced is the one to keep
@@ -175,8 +181,17 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     test = (ds.test.images, ds.test.labels)
     check_splits(ds, len(labels))
     train, val = split_for_validation(recipe, images, labels, test, cfg.options.seed)
+    out = Path(cfg.out) if cfg.out else default_run_dir(recipe.name)
+    with exclusive(out):  # one process writes a run directory at a time
+        return _train_into(out, cfg, ds, train, val, test, init, callbacks, resume, overwrite, keep_checkpoint)
 
-    run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(recipe.name), resume, overwrite)
+
+def _train_into(out: Path, cfg: RunConfig, ds: Dataset, train: Arrays, val: Arrays | None, test: Arrays,
+                init: dict | None, callbacks: Callbacks | None, resume: bool, overwrite: bool,
+                keep_checkpoint: bool) -> RunResult:
+    """train_run's part in the run directory: train, then write the model, results, figures and report."""
+    recipe = cfg.recipe
+    run_dir = prepare_run_dir(out, resume, overwrite)
     replacing = (overwrite or resume) and previous_run(run_dir).is_dir()  # a run set aside for this one
     existed = run_dir.is_dir()
     checkpoint = run_dir / CHECKPOINT_FILE
@@ -219,9 +234,9 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     metrics = test_metrics(ds, recipe, result, ev)
     meta = dataclasses.replace(meta, metrics={"test_accuracy": metrics.test_accuracy, "test_loss": metrics.test_loss})
     save_model(run_dir / MODEL_FILE, result.model, meta)
-    write_results(run_dir, [h.as_dict() for h in result.history], metrics)
     _write_figures(run_dir, ds, ev, metrics)
-    render_run_report(run_dir)
+    write_results(run_dir, [h.as_dict() for h in result.history], metrics)  # metrics.json: a finished run
+    render_run_report(run_dir)  # drawn from the files, as `fmnist report` redraws it
     if not keep_checkpoint:
         checkpoint.unlink(missing_ok=True)
     if replacing:  # the run --overwrite replaced, now that this one is whole

@@ -10,17 +10,20 @@ never the raw dicts. Directories written by earlier versions of this code load t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import json
 import math
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -28,6 +31,7 @@ from fmnist import __version__
 from fmnist.config import RunConfig
 from fmnist.errors import DataError, FmnistError, UsageError
 from fmnist.fileio import write_json, write_text
+from fmnist.paths import cache_root
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -40,6 +44,15 @@ PREVIOUS_SUFFIX = ".previous"  # a run set aside by `train --overwrite`: .NAME.p
 # val_* are empty when the run had no per-epoch validation.
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds")
 REPORT_KEYS = ("per_class", "accuracy", "macro_avg", "weighted_avg")
+
+
+REPORT_FIGURES = ("precision", "recall", "f1", "support")
+_NUMBER_FIELDS = ("test_loss", "train_seconds", "seconds_per_epoch", "epochs", "seed_reported", "threads")
+_TEXT_FIELDS = ("dataset", "validation", "validation_note", "device", "precision")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,20 @@ class RunMetrics:
         report = d["report"]
         if not isinstance(report, dict) or any(key not in report for key in REPORT_KEYS):
             raise DataError(f"{where}: report must be a classification report with keys {list(REPORT_KEYS)}")
+        if not all(_number(v) for row in cm for v in row):
+            raise DataError(f"{where}: confusion_matrix cells must be counts")
+        if not (_number(report["accuracy"]) and isinstance(report["per_class"], list)
+                and all(isinstance(row, dict) and all(_number(row.get(m)) for m in REPORT_FIGURES)
+                        for row in [*report["per_class"], report["macro_avg"], report["weighted_avg"]])):
+            raise DataError(f"{where}: report is not a classification report (each class and average needs numbers "
+                            f"for {', '.join(REPORT_FIGURES)})")
         names = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in d.items() if key in names and value is not None}
+        wrong = [key for key in _NUMBER_FIELDS if key in values and not _number(values[key])]
+        wrong += [key for key in _TEXT_FIELDS if key in values and not isinstance(values[key], str)]
+        if wrong:
+            raise DataError(f"{where}: {', '.join(wrong)} of the wrong type (a number or text was expected); re-create "
+                            "the run's metrics by training (or evaluating) again")
         values["classes"] = [str(c) for c in classes]
         try:
             return cls(**values)
@@ -159,6 +184,41 @@ def replaced_by(path: Path) -> Path | None:
     return None
 
 
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for the block: a second process training into it (two `--overwrite`s, a `--resume`
+    of a run still training) is refused with UsageError instead of mixing its files with this one's.
+
+    The lock is an flock on a file in the cache named after the directory's absolute path, so it holds across the
+    renames `--overwrite` does and leaves nothing in the run. The kernel drops it when the process ends, however it
+    ends. Where no lock can be taken (no fcntl, an unwritable cache) the run goes on unguarded."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX
+        yield
+        return
+    key = hashlib.sha256(str(run_dir.expanduser().absolute()).encode()).hexdigest()[:32]
+    try:
+        locks = cache_root() / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(locks / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
+            raise UsageError(f"another fmnist process{f' (pid {pid})' if pid.isdigit() else ''} is training into "
+                             f"{run_dir}; wait for it to finish, or pass another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def load_run(run_dir: str | os.PathLike) -> RunRecord:
     """Read and check config.json, history.csv and metrics.json of a run directory."""
     run_dir = Path(run_dir)
@@ -221,6 +281,8 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
         text = path.read_text()
     except FileNotFoundError:
         raise DataError(f"{path}: history file not found; it is written by `fmnist train` into the run directory") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file ({HISTORY_FILE} is CSV); re-create it by training again") from None
     reader = csv.DictReader(io.StringIO(text))
     missing = [k for k in HISTORY_FIELDS if k not in (reader.fieldnames or [])]
     if missing:
@@ -249,8 +311,9 @@ def find_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
     for path in candidates:
         replacement = replaced_by(path)
         if replacement is not None:
-            problems.append(f"{path}: a run that `fmnist train --overwrite` set aside while its replacement "
-                            f"{replacement} trains; it is deleted once that run is written")
+            problems.append(f"{path}: the run `fmnist train --overwrite` set aside for {replacement}, deleted once "
+                            f"that run is written (if its training stopped: `fmnist train --resume "
+                            f"{shlex.quote(str(replacement))}` finishes it, or move {path} back to keep the old run)")
             continue
         try:
             records.append(load_run(path))

@@ -116,3 +116,22 @@ def configure_process(threads: int | None = None) -> int:
     n = set_threads(threads)
     keep_freed_memory()
     return n
+
+
+def exit_with_parent(poll_s: float = 1.0) -> None:
+    """In a worker process (a pool initializer): exit as soon as the process that started it is gone.
+
+    A parent killed outright (SIGKILL, or SIGTERM where no handler runs) cannot shut its pool down, and its
+    workers would otherwise wait on their task queue forever, adopted by init. A daemon thread watches the
+    parent's pid and ends the worker with exit code 1 when it changes."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

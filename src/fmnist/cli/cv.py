@@ -104,9 +104,12 @@ def cv(
             how = "read back" if result.reused else f"{result.seconds:.1f} s"
             lines.print(f"{result.recipe} {fold.label}: {result.score * 100:.2f}% ({how})", markup=False)
 
+    from fmnist.cli.progress import sigterm_as_ctrl_c
+
     data = CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir))
     try:
-        result = run_cv(config, data, Printer(), overwrite=overwrite)
+        with sigterm_as_ctrl_c():
+            result = run_cv(config, data, Printer(), overwrite=overwrite)
     except KeyboardInterrupt:
         from fmnist.train.loop import TrainingInterrupted
 

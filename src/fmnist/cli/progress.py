@@ -83,6 +83,8 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
+            err.print("quit at once: the run keeps the checkpoint of its last finished epoch (resume it with "
+                      "`fmnist train --resume RUN`)")
             os._exit(130)
         self.requested = True
         err.print("stopping after this step to write a checkpoint (press Ctrl-C again to quit at once)")
@@ -100,3 +102,17 @@ class StopOnSignal:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """While the block runs (main thread only), SIGTERM (`kill PID`, a container stopping) is handled like Ctrl-C:
+    a KeyboardInterrupt, so a sweep or cross-validation keeps what finished and says how to continue."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -45,9 +45,12 @@ def sweep(
     read. The study is stored in runs/sweeps/NAME/study.db, so rerunning the command continues it. Prints the trials,
     the best settings as an `fmnist train` command, and writes trials.json and sweep.png beside the study.
     """
+    from fmnist.cli.progress import sigterm_as_ctrl_c
+    from fmnist.errors import DataError
     from fmnist.runtime import configure_process
     from fmnist.sweep import SweepConfig, parse_param, run_sweep
     from fmnist.sweep.report import best_command, trial_rows, write_outputs
+    from fmnist.sweep.study import StudyStorageError
 
     s = settings(ctx, data_dir=data_dir, dataset=dataset)
     if not param:
@@ -63,7 +66,12 @@ def sweep(
     err.print(f"sweep {cfg.study_name}: " + "; ".join(p.describe() for p in cfg.params)
               + f"; {cfg.trials} trials in {cfg.directory}", markup=False, soft_wrap=True)
     try:
-        study = run_sweep(cfg)
+        with sigterm_as_ctrl_c():
+            study = run_sweep(cfg)
+    except StudyStorageError as e:
+        raise DataError(f"the sweep's study in {cfg.directory} cannot be read or written ({e}); if the disk is full, "
+                        "free some space and run the same command again; if study.db is damaged, move it aside (its "
+                        "trials are lost) or start another sweep with --name") from None
     except KeyboardInterrupt:
         from fmnist.train.loop import TrainingInterrupted
 

@@ -43,7 +43,7 @@ def train(
     mix: Annotated[int, typer.Option("--mix", min=0, help=(
         "With --dataset folder: add N Fashion-MNIST training images so the model does not forget them."))] = 0,
     resume: Annotated[Optional[Path], typer.Option("--resume", help=(
-        "Continue the interrupted run in this directory, with its own config (other options are ignored)."),
+        "Continue the interrupted run in this directory, with its own config (no other training options with it)."),
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run already in --out, whole.")] = False,
     keep_checkpoints: Annotated[bool, typer.Option("--keep-checkpoints", help=(
@@ -55,6 +55,7 @@ def train(
 ) -> None:
     """Train a recipe, evaluate it on the test set, and write a run directory with a report."""
     import dataclasses
+    import shlex
 
     from fmnist.cli.progress import EpochProgress, StopOnSignal
     from fmnist.train.loop import TrainingInterrupted
@@ -67,9 +68,20 @@ def train(
 
     s = settings(ctx, data_dir, dataset, device)
     if resume is not None:
-        from fmnist.errors import DataError, FmnistError
+        from fmnist.errors import DataError, FmnistError, UsageError
         from fmnist.rundir import CONFIG_FILE, read_json
 
+        # The run continues as it was configured: an option typed beside --resume would be silently ignored.
+        # (Sources by name: typer vendors its own click, whose ParameterSource is not click's.)
+        given = [p.opts[0] if p.opts else p.name for p in ctx.command.params
+                 if p.name not in ("resume", "keep_checkpoints", "as_json")
+                 and getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
+        if given:
+            raise UsageError(f"--resume continues the run with its own settings, so {', '.join(given)} would be "
+                             "ignored; leave them out (to train differently, start a new run with another --out)")
+        if not resume.is_dir():
+            raise UsageError(f"--resume {resume}: {'a file' if resume.exists() else 'no such directory'}; "
+                             "name the run directory of an interrupted run")
         try:
             cfg = dataclasses.replace(RunConfig.from_dict(read_json(resume / CONFIG_FILE)), out=resume)
         except FmnistError as e:
@@ -100,7 +112,7 @@ def train(
                                keep_checkpoint=keep_checkpoints)
     except TrainingInterrupted as e:
         where = e.checkpoint.parent if e.checkpoint else None
-        hint = f"; resume with: fmnist train --resume {where}" if where else ""
+        hint = f"; resume with: fmnist train --resume {shlex.quote(str(where))}" if where else ""
         if where is not None and previous_run(where).is_dir():
             hint += f" (the run it replaces is kept in {previous_run(where)} until then)"
         raise TrainingInterrupted(f"{e}{hint}", e.checkpoint) from None

@@ -19,7 +19,7 @@ import torch
 
 from fmnist.cv.results import CVConfig, CVProgress, FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import DataError, FmnistError, UsageError
-from fmnist.runtime import available_cores, set_threads
+from fmnist.runtime import available_cores, exit_with_parent, set_threads
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, fit
 
 
@@ -89,6 +89,7 @@ _WORKER_DATA: dict[str, Any] = {}
 
 
 def _init_worker(images: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
+    exit_with_parent()
     _WORKER_DATA.update(images=images, labels=labels, num_classes=num_classes)
 
 

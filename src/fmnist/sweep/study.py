@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -26,7 +27,7 @@ from fmnist.errors import UsageError
 from fmnist.paths import safe_name
 from fmnist.recipes import get_recipe
 from fmnist.recipes.overrides import override
-from fmnist.runtime import available_cores, set_threads
+from fmnist.runtime import available_cores, exit_with_parent, set_threads
 from fmnist.sweep.space import Param
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainingInterrupted, fit
 from fmnist.train.stats import EpochStats
@@ -137,8 +138,34 @@ def finished(study) -> int:
     return sum(t.state.name in FINISHED for t in study.trials)
 
 
+class StudyStorageError(Exception):
+    """The study's database could not be read or written (a damaged file, a full disk); the message is the cause."""
+
+
 def run_sweep(cfg: SweepConfig) -> Any:
-    """Run the sweep until `cfg.trials` trials have finished (continuing a stored study); returns the study."""
+    """Run the sweep until `cfg.trials` trials have finished (continuing a stored study); returns the study.
+    StudyStorageError when the study's database fails."""
+    optuna = optuna_module()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return _run_sweep(cfg)
+    except (SQLAlchemyError, sqlite3.Error, optuna.exceptions.StorageInternalError) as e:
+        raise StudyStorageError(_storage_problem(e)) from e
+
+
+def _storage_problem(error: BaseException) -> str:
+    """The database's own words (sqlite's "file is not a database", "database or disk is full") from the chain
+    of exceptions the storage layers raised over it."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, sqlite3.Error):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _run_sweep(cfg: SweepConfig) -> Any:
     study = open_study(cfg)
     remaining = cfg.trials - finished(study)
     if remaining <= 0:
@@ -151,7 +178,7 @@ def run_sweep(cfg: SweepConfig) -> Any:
     elif workers == 1:
         optimize(cfg, shares[0], threads, study)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=exit_with_parent) as pool:
             for f in [pool.submit(optimize, cfg, n, threads, None, i) for i, n in enumerate(shares)]:
                 f.result()
     return open_study(cfg)

@@ -32,7 +32,7 @@ from fmnist.train import prune
 from fmnist.train.augment import alternating_flips, augment_batch, downsize, flip_plan
 from fmnist.train.ema import Lookahead, WeightEMA, lookahead_decay, recalibrate_batchnorm
 from fmnist.train.optim import freeze_groups, make_optimizer, param_groups
-from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
+from fmnist.train.resume import Position, data_digest, load_checkpoint, save_checkpoint
 from fmnist.train.schedules import learning_rate
 from fmnist.train.stats import EpochStats, RunningStats
 
@@ -334,11 +334,12 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
 
     With `checkpoint`, the loop's whole state is written there after every epoch and when the callbacks ask to
     stop (then TrainingInterrupted is raised); with `resume`, training continues from that file, which must name
-    the same recipe, seed, number of training images and `tag` (e.g. a cross-validation fold's identity).
+    the same recipe, seed, training images (their digest) and `tag` (e.g. a cross-validation fold's identity).
     """
     cb = callbacks or Callbacks()
     loop = start(recipe, data, options, init)
-    identity = {"recipe": recipe.to_dict(), "seed": options.seed, "train_images": len(loop.x), "tag": tag}
+    identity = {"recipe": recipe.to_dict(), "seed": options.seed, "train_images": len(loop.x), "tag": tag,
+                "data": data_digest(*data.train)}
     position = load_checkpoint(checkpoint, loop, identity) if resume and checkpoint else Position(1)
     xv = yv = None
     if data.val is not None and len(data.val[0]):
