@@ -218,3 +218,23 @@ def test_atomic_write_accepts_only_fresh_write_modes(tmp_path):
         with atomic_write(tmp_path / "x", "a"):
             pass
     assert not list(tmp_path.iterdir())
+
+
+def test_remove_temporaries_takes_only_what_an_interrupted_write_left(tmp_path):
+    from fmnist.fileio import atomic_path, atomic_write, remove_temporaries
+
+    mine = ["config.json", "history.csv", ".hidden", "notes.v1.txt", ".checkpoint.safetensors.previous"]
+    for name in mine:
+        (tmp_path / name).write_text("mine")
+    # The names the two writers use for their temporary files, as a process killed mid-write leaves them.
+    with atomic_write(tmp_path / "checkpoint.safetensors") as f:
+        f.write(b"x")
+        temporary = [p.name for p in tmp_path.iterdir() if p.name.startswith(".checkpoint.safetensors.")
+                     and p.name != ".checkpoint.safetensors.previous"]
+    with atomic_path(tmp_path / "montage.png") as tmp:
+        tmp.write_bytes(b"x")
+        temporary.append(tmp.name)
+    for name in temporary:
+        (tmp_path / name).write_text("partial")
+    assert sorted(p.name for p in remove_temporaries(tmp_path)) == sorted(temporary) and len(temporary) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(mine + ["checkpoint.safetensors", "montage.png"])

@@ -82,6 +82,25 @@ def test_a_checkpoint_does_not_resume_on_changed_training_data(tmp_path):
         fit(recipe, changed, TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
 
 
+@pytest.mark.parametrize("change", [{"history": [{"bogus": 1}]}, {"history": "x"}, {"numpy": [1]}, {"epoch": 99},
+                                    {"epoch": 0}])
+def test_a_hand_edited_checkpoint_header_is_one_sentence(tmp_path, change):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    ckpt = tmp_path / "checkpoint.safetensors"
+    recipe = get_recipe("mlp").replace(epochs=3, batch_size=32)
+    with pytest.raises(TrainingInterrupted):
+        fit(recipe, data(), TrainOptions(device="cpu"), StopAt(4), checkpoint=ckpt)
+    with safe_open(str(ckpt), framework="pt") as f:
+        header, tensors = json.loads(f.metadata()["fmnist"]), {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(ckpt), metadata={"fmnist": json.dumps(header | change)})
+    with pytest.raises(DataError, match="does not fit this run"):
+        fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
+
+
 class SlowStopAt(StopAt):
     """StopAt whose steps each take at least 0.1 s more."""
 

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,23 @@ _FIXABLE = {
 
 # File systems that cannot fsync a directory say so with these; the renamed file is in place all the same.
 _NO_DIRECTORY_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF}
+
+
+# The temporary files atomic_write (".NAME.XXXXXXXX.tmp") and atomic_path (".STEM.XXXXXXXX.SUFFIX") create.
+_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}(\.tmp|\.[A-Za-z0-9]+)$")
+
+
+def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that writes into `directory` left when their process was killed outright (or
+    stopped twice in a row) before it could delete them; returns them. Only for a directory no other process
+    writes in at the time (a run directory, held by rundir.exclusive)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if _TEMPORARY.match(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 @contextlib.contextmanager

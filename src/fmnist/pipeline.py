@@ -24,7 +24,7 @@ from fmnist.data import DEFAULT_DATASET, Dataset, Split, load_dataset, load_spli
 from fmnist.data.registry import FOLDER
 from fmnist.data.splits import Arrays, describe_validation, split_for_validation, subset
 from fmnist.errors import DataError, UsageError
-from fmnist.fileio import write_error
+from fmnist.fileio import remove_temporaries, write_error
 from fmnist.imaging.folder import load_folder
 from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
@@ -192,6 +192,7 @@ def _train_into(out: Path, cfg: RunConfig, ds: Dataset, train: Arrays, val: Arra
     """train_run's part in the run directory: train, then write the model, results, figures and report."""
     recipe = cfg.recipe
     run_dir = prepare_run_dir(out, resume, overwrite)
+    remove_temporaries(run_dir)  # left by a process killed while it wrote here
     replacing = (overwrite or resume) and previous_run(run_dir).is_dir()  # a run set aside for this one
     existed = run_dir.is_dir()
     checkpoint = run_dir / CHECKPOINT_FILE

@@ -44,7 +44,12 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         factory = MODELS[name]
     except KeyError:
         raise UsageError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as e:  # an argument it does not take, or of the wrong type (a hand-edited config)
+        shown = {k: v for k, v in kwargs.items() if k not in ("in_channels", "num_classes")}
+        raise UsageError(f"model {name!r} cannot be built with {shown} ({str(e).splitlines()[0]}); check the recipe's "
+                         "model_args") from None
 
 
 def list_models() -> list[str]:

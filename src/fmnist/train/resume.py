@@ -26,6 +26,7 @@ from safetensors.torch import save
 
 from fmnist.errors import DataError
 from fmnist.fileio import atomic_write
+from fmnist.train.stats import EpochStats
 
 FORMAT = "fmnist-checkpoint"
 VERSION = 1
@@ -138,10 +139,14 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
         random.setstate((header["python"][0], tuple(header["python"][1]), header["python"][2]))
         loop.step = int(header["step"])
         perm = tensors.get("epoch.perm")
-        return Position(int(header["epoch"]), int(header["done"]), perm.to(loop.device) if perm is not None else None,
-                        tuple(header["running"]), list(header["history"]), float(header["seconds"]),
+        epoch, epochs = int(header["epoch"]), int(identity["recipe"]["epochs"])
+        if not 1 <= epoch <= epochs + 1 or int(header["done"]) < 0:
+            raise ValueError(f"it stopped in epoch {epoch} of a {epochs}-epoch run")
+        history = [EpochStats(**row).as_dict() for row in header["history"]]  # each row checked here
+        return Position(epoch, int(header["done"]), perm.to(loop.device) if perm is not None else None,
+                        tuple(header["running"]), history, float(header["seconds"]),
                         float(header.get("epoch_seconds", 0.0)))  # absent from checkpoints of older versions
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
         raise DataError(f"checkpoint {path} does not fit this run ({str(e).splitlines()[0]}); "
                         "start the run again with --overwrite") from None
 
