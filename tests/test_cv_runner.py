@@ -95,7 +95,14 @@ def test_resume_reads_finished_folds_back(tmp_path):
     with pytest.raises(UsageError, match=r"made with another recipe mlp \(epochs 1 there, 2 now.*--overwrite"):
         run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "folds").rglob("*.json")} == stamps
+    # An --overwrite interrupted in its first fold keeps the cross-validation it replaces, set aside beside OUT.
+    from fmnist.rundir import previous_run
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data, Recorder(stop_at=("mlp", 1)), overwrite=True)
+    assert (previous_run(tmp_path) / "cv.json").is_file() and not (tmp_path / "cv.json").exists()
     more = run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data, overwrite=True)
+    assert not previous_run(tmp_path).exists()  # deleted once the replacement was written
     assert (more.trained, more.reused) == (10, 0)
     assert all(len(f.history) == 2 for rs in more.results.values() for f in rs)
 

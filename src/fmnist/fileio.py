@@ -45,7 +45,7 @@ _NO_DIRECTORY_FSYNC = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBAD
 
 
 # The temporary files atomic_write (".NAME.XXXXXXXX.tmp") and atomic_path (".STEM.XXXXXXXX.SUFFIX") create.
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}(\.tmp|\.[A-Za-z0-9]+)$")
+_TEMPORARY = re.compile(r"^\..+\.(tmp|[0-9a-f]{8}\.[A-Za-z0-9]+)$")
 
 
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:

@@ -15,6 +15,7 @@ of intra-op threads, so compare executors at the same --threads).
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from fmnist.data.splits import subset
 from fmnist.errors import UsageError
 from fmnist.fileio import write_json
 from fmnist.reports.cv import write_cv_report
+from fmnist.rundir import previous_run
 from fmnist.runtime import available_cores, resolve_device, resolve_precision
 
 
@@ -149,4 +151,5 @@ def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None, o
     )
     cv.figures = write_cv_report(out, cv.to_dict(histories=True))
     write_json(out / CV_JSON, cv.to_dict(histories=True))
+    shutil.rmtree(previous_run(out), ignore_errors=True)  # the cross-validation --overwrite replaced, now done
     return cv

@@ -19,7 +19,8 @@ from fmnist.cv.folds import Fold
 from fmnist.cv.results import FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import UsageError
 from fmnist.paths import safe_name
-from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten
+from fmnist.fileio import remove_temporaries
+from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten, previous_run
 
 CV_JSON = "cv.json"
 FOLDS_DIR = "folds"
@@ -51,13 +52,10 @@ def checkpoint_path(out: Path, recipe: str, fold: Fold) -> Path:
 
 
 def clean_temp_files(out: Path) -> int:
-    """Delete temporary files an interrupted run left in OUT (fileio's atomic writes name them `.<name>.*`)."""
-    removed = 0
-    for pattern in (f"{FOLDS_DIR}/*/.*.tmp", ".*.tmp", ".*.png"):
-        for tmp in Path(out).glob(pattern):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Delete temporary files an interrupted run left in OUT and in its fold folders (fileio.remove_temporaries)."""
+    out = Path(out)
+    folders = [out, *(p for p in (out / FOLDS_DIR).glob("*") if p.is_dir())]
+    return sum(len(remove_temporaries(folder)) for folder in folders)
 
 
 # What each kind of fold mismatch (FoldResult.mismatch) says about the options that made it.
@@ -83,7 +81,19 @@ def prepare_out(out: Path, tasks: list[FoldTask], overwrite: bool = False) -> No
     if not (out / CV_JSON).is_file() and not (out / FOLDS_DIR).is_dir():
         raise UsageError(f"--out {out} holds files that are not a cross-validation; name a new or empty directory")
     if overwrite:
-        shutil.rmtree(out)
+        # As `train --overwrite`: the cross-validation replaced waits beside OUT (.NAME.previous) until the new one
+        # is written (run_cv deletes it then), so an interrupted replacement loses nothing.
+        previous = previous_run(out)
+        if previous.exists() and not (out / CV_JSON).is_file():
+            shutil.rmtree(out)  # a replacement that did not finish: the one it replaced is the one to keep
+            return
+        if previous.exists():
+            shutil.rmtree(previous)
+        try:
+            out.rename(previous)
+        except OSError as e:
+            raise UsageError(f"--out {out}: the cross-validation there cannot be set aside while its replacement "
+                             f"runs ({e.strerror}); move it yourself, or pass another --out") from None
         return
     problem = difference(out, tasks)
     if problem:
