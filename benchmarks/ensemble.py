@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> None:
         kit.append_result(path, {"trial": trial, "seed": seed, "accuracy": accuracy, "seconds": result.seconds,
                                  "load": load, "machine": kit.machine(), "date": kit.now()})
 
-    runs = sorted((r for r in kit.read_results(path) if r["trial"] == trial
-                   and (store / f"{stem}-s{r['seed']}.pt").exists()), key=lambda r: r["seed"])
+    # One row per seed, its latest (a seed whose probabilities were lost is measured again and appended).
+    latest = {r["seed"]: r for r in kit.read_results(path) if r["trial"] == trial}
+    runs = [latest[seed] for seed in sorted(latest) if (store / f"{stem}-s{seed}.pt").exists()]
     probabilities = [torch.load(store / f"{stem}-s{r['seed']}.pt") for r in runs]
     section = render(trial, runs, by_size(probabilities, held.y.cpu()))
     print()

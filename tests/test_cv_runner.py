@@ -285,12 +285,12 @@ def test_a_pool_worker_ends_when_its_parent_is_killed(tmp_path):
     script.write_text(f"""
 import multiprocessing as mp, os, time
 from fmnist.runtime import exit_with_parent
-def work(path):
-    exit_with_parent(poll_s=0.05)
+def work(path, parent):
+    exit_with_parent(parent, poll_s=0.05)
     open(path, "w").write(str(os.getpid()))
     time.sleep(60)
 if __name__ == "__main__":
-    mp.get_context("spawn").Process(target=work, args=({str(pid_file)!r},)).start()
+    mp.get_context("spawn").Process(target=work, args=({str(pid_file)!r}, os.getpid())).start()
     time.sleep(60)
 """)
     parent = subprocess.Popen([sys.executable, str(script)])

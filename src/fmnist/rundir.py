@@ -189,15 +189,16 @@ def exclusive(run_dir: Path) -> Iterator[None]:
     """Hold the run directory for the block: a second process training into it (two `--overwrite`s, a `--resume`
     of a run still training) is refused with UsageError instead of mixing its files with this one's.
 
-    The lock is an flock on a file in the cache named after the directory's absolute path, so it holds across the
-    renames `--overwrite` does and leaves nothing in the run. The kernel drops it when the process ends, however it
+    The lock is an flock on a file in the cache named after the directory's resolved path (symlinks and `..`
+    followed), so it holds across the renames `--overwrite` does and leaves nothing in the run; processes with
+    different caches (FMNIST_CACHE) do not see each other's locks. The kernel drops it when the process ends, however it
     ends. Where no lock can be taken (no fcntl, an unwritable cache) the run goes on unguarded."""
     try:
         import fcntl
     except ImportError:  # not on POSIX
         yield
         return
-    key = hashlib.sha256(str(run_dir.expanduser().absolute()).encode()).hexdigest()[:32]
+    key = hashlib.sha256(str(run_dir.expanduser().resolve()).encode()).hexdigest()[:32]  # one key per directory
     try:
         locks = cache_root() / "locks"
         locks.mkdir(parents=True, exist_ok=True)

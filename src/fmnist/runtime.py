@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+from typing import Any
 
 import torch
 
@@ -118,16 +119,15 @@ def configure_process(threads: int | None = None) -> int:
     return n
 
 
-def exit_with_parent(poll_s: float = 1.0) -> None:
-    """In a worker process (a pool initializer): exit as soon as the process that started it is gone.
+def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """In a worker process (a pool initializer, `parent` the pid of the process making the pool): exit as soon as
+    that process is gone.
 
-    A parent killed outright (SIGKILL, or SIGTERM where no handler runs) cannot shut its pool down, and its
-    workers would otherwise wait on their task queue forever, adopted by init. A daemon thread watches the
-    parent's pid and ends the worker with exit code 1 when it changes."""
+    A parent killed outright (SIGKILL) cannot shut its pool down, and its workers would otherwise wait on their
+    task queue forever, adopted by init. A daemon thread watches the worker's parent pid and ends the worker with
+    exit code 1 when it is no longer `parent` (also when the parent died before this ran)."""
     import threading
     import time
-
-    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -135,3 +135,24 @@ def exit_with_parent(poll_s: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def init_pool_worker(parent: int) -> None:
+    """A process-pool worker's set-up (the pool's initializer): it ends when `parent` (the pid of the process
+    making the pool) is gone (exit_with_parent), and takes SIGINT as a KeyboardInterrupt even where it was started
+    with SIGINT ignored (a background job), so interrupt_workers reaches it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    exit_with_parent(parent)
+
+
+def interrupt_workers(pool: Any) -> None:
+    """Pass an interrupt on to a ProcessPoolExecutor's workers (SIGINT: a KeyboardInterrupt in each). Ctrl-C in
+    a terminal reaches them with the parent, but a SIGTERM sent to the parent alone would leave them running
+    their tasks to the end while the parent waits for them."""
+    import signal
+
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(ProcessLookupError, AttributeError):
+            os.kill(process.pid, signal.SIGINT)

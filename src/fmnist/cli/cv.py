@@ -115,8 +115,13 @@ def cv(
 
         where = "starts over (Ray folds keep no checkpoint)" if ray or ray_address else \
             "continues from its last epoch's checkpoint"
+        from fmnist.rundir import previous_run
+
+        kept = previous_run(Path(config.out))
+        aside = (f" (the cross-validation it replaces waits in {kept} until then; move it back to keep it instead)"
+                 if kept.is_dir() else "")
         raise TrainingInterrupted(f"interrupted: the finished folds are kept in {config.out}, and a fold in progress "
-                                  f"{where}; run the same command again to continue", None) from None
+                                  f"{where}; run the same command again to continue{aside}", None) from None
     if as_json:
         print_json(result.to_dict(histories=False))
         return

@@ -83,8 +83,8 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
-            err.print("quit at once: the run keeps the checkpoint of its last finished epoch (resume it with "
-                      "`fmnist train --resume RUN`)")
+            err.print("quit at once: the run keeps the checkpoint of its last finished epoch, if it finished one "
+                      "(resume it with `fmnist train --resume RUN`)")
             os._exit(130)
         self.requested = True
         err.print("stopping after this step to write a checkpoint (press Ctrl-C again to quit at once)")

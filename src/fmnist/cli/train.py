@@ -73,9 +73,10 @@ def train(
 
         # The run continues as it was configured: an option typed beside --resume would be silently ignored.
         # (Sources by name: typer vendors its own click, whose ParameterSource is not click's.)
-        given = [p.opts[0] if p.opts else p.name for p in ctx.command.params
+        root = ctx.find_root()
+        given = [p.opts[0] if p.opts else p.name for c in dict.fromkeys((root, ctx)) for p in c.command.params
                  if p.name not in ("resume", "keep_checkpoints", "as_json")
-                 and getattr(ctx.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
+                 and getattr(c.get_parameter_source(p.name), "name", "") == "COMMANDLINE"]
         if given:
             raise UsageError(f"--resume continues the run with its own settings, so {', '.join(given)} would be "
                              "ignored; leave them out (to train differently, start a new run with another --out)")

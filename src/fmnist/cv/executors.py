@@ -8,6 +8,7 @@ scores (CPU results can depend on the number of intra-op threads, so compare exe
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from pathlib import Path
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import torch
 
 from fmnist.cv.results import CVConfig, CVProgress, FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import DataError, FmnistError, UsageError
-from fmnist.runtime import available_cores, exit_with_parent, set_threads
+from fmnist.runtime import available_cores, init_pool_worker, interrupt_workers, set_threads
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, fit
 
 
@@ -88,8 +89,8 @@ def execute(pending: list[FoldTask], images: np.ndarray, labels: np.ndarray, num
 _WORKER_DATA: dict[str, Any] = {}
 
 
-def _init_worker(images: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
-    exit_with_parent()
+def _init_worker(images: np.ndarray, labels: np.ndarray, num_classes: int, parent: int) -> None:
+    init_pool_worker(parent)
     _WORKER_DATA.update(images=images, labels=labels, num_classes=num_classes)
 
 
@@ -102,11 +103,14 @@ def run_processes(pending: list[FoldTask], images: np.ndarray, labels: np.ndarra
     """Run the tasks in `workers` fresh processes, yielding results as they finish."""
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock the child.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(images, labels, num_classes))
+                               initargs=(images, labels, num_classes, os.getpid()))
     try:
         futures = [pool.submit(_worker_fold, task) for task in pending]
         for future in as_completed(futures):
             yield future.result()
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM to this process alone: the running folds stop too
+        interrupt_workers(pool)
+        raise
     finally:
         # On an error or interrupt, drop the queued folds; finished ones are already on disk.
         pool.shutdown(wait=True, cancel_futures=True)

@@ -9,6 +9,7 @@ logits [N, num_classes]; softmax lives in the loss and in prediction, never in t
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -44,12 +45,31 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         factory = MODELS[name]
     except KeyError:
         raise UsageError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+    # Arguments it does not take, or of another kind than its defaults (a hand-edited config), are the user's to
+    # fix; an error raised inside a model built from sound arguments is a bug and keeps its traceback.
+    signature = inspect.signature(factory)
     try:
-        return factory(**kwargs)
-    except (TypeError, ValueError) as e:  # an argument it does not take, or of the wrong type (a hand-edited config)
-        shown = {k: v for k, v in kwargs.items() if k not in ("in_channels", "num_classes")}
-        raise UsageError(f"model {name!r} cannot be built with {shown} ({str(e).splitlines()[0]}); check the recipe's "
-                         "model_args") from None
+        signature.bind(**kwargs)
+        wrong = [f"{key}={value!r}" for key, value in kwargs.items() if key in signature.parameters
+                 and not _same_kind(value, signature.parameters[key].default)]
+    except TypeError as e:
+        wrong = [str(e)]
+    if wrong:
+        raise UsageError(f"model {name!r} cannot be built with {'; '.join(wrong)}; check the recipe's model_args")
+    return factory(**kwargs)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether `value` can stand where a parameter's `default` is: a number for a number (not a bool for one), a
+    list or tuple for either, the same type otherwise; anything where there is no default or it is None."""
+    if default is inspect.Parameter.empty or default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    for kinds in ((int, float), (list, tuple)):
+        if isinstance(default, kinds):
+            return isinstance(value, kinds) and (kinds != (int, float) or isinstance(default, float) or isinstance(value, int))
+    return isinstance(value, type(default))
 
 
 def list_models() -> list[str]:

@@ -27,7 +27,7 @@ from fmnist.errors import UsageError
 from fmnist.paths import safe_name
 from fmnist.recipes import get_recipe
 from fmnist.recipes.overrides import override
-from fmnist.runtime import available_cores, exit_with_parent, set_threads
+from fmnist.runtime import available_cores, init_pool_worker, interrupt_workers, set_threads
 from fmnist.sweep.space import Param
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainingInterrupted, fit
 from fmnist.train.stats import EpochStats
@@ -178,9 +178,14 @@ def _run_sweep(cfg: SweepConfig) -> Any:
     elif workers == 1:
         optimize(cfg, shares[0], threads, study)
     else:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=exit_with_parent) as pool:
-            for f in [pool.submit(optimize, cfg, n, threads, None, i) for i, n in enumerate(shares)]:
-                f.result()
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_pool_worker,
+                                 initargs=(os.getpid(),)) as pool:
+            try:
+                for f in [pool.submit(optimize, cfg, n, threads, None, i) for i, n in enumerate(shares)]:
+                    f.result()
+            except KeyboardInterrupt:  # SIGTERM to this process alone: the workers' trials stop too
+                interrupt_workers(pool)
+                raise
     return open_study(cfg)
 
 
