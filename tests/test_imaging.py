@@ -189,3 +189,14 @@ def test_float_images_at_the_edges_of_float32_stretch_without_overflow(values):
         warnings.simplefilter("error")  # an overflow in the cast was a RuntimeWarning and a wrong pixel
         out = np.asarray(_stretch_to_8bit(img))
     assert out.dtype == np.uint8 and out.max() == 255 and out.min() == 0
+
+
+def test_a_folder_lists_jpeg_and_netpbm_files_by_every_usual_suffix(tmp_path):
+    from fmnist.imaging import image_files, load_image
+
+    img = Image.fromarray(np.full((28, 28), 200, np.uint8))
+    for name, fmt in (("a.jfif", "JPEG"), ("b.jpe", "JPEG"), ("c.pnm", "PPM"), ("d.txt", "PNG")):
+        img.save(tmp_path / name, format=fmt)
+    found = image_files([tmp_path])
+    assert [p.name for p in found] == ["a.jfif", "b.jpe", "c.pnm"]
+    assert all(load_image(p).shape == (28, 28) for p in found)

@@ -130,7 +130,8 @@ def _source_name(source: ImageSource) -> str:
     return str(getattr(source, "name", "<image data>"))
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
+                  ".pbm", ".pnm")
 
 
 def image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
