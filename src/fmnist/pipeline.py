@@ -38,6 +38,7 @@ from fmnist.rundir import (
     exclusive,
     is_run_dir,
     previous_run,
+    set_aside,
     write_config,
     write_results,
 )
@@ -124,17 +125,7 @@ def prepare_run_dir(run_dir: Path, resume: bool = False, overwrite: bool = False
             stopped = "" if is_run_dir(run_dir) else ", which stopped before its first checkpoint (nothing to resume)"
             raise UsageError(f"--out {run_dir} holds a run already{stopped}; pass --overwrite to replace it, or "
                              "another --out")
-        previous = previous_run(run_dir)
-        if previous.exists() and not is_run_dir(run_dir):
-            shutil.rmtree(run_dir)  # a replacement that did not finish: the run it replaced is the one to keep
-            return run_dir
-        if previous.exists():
-            shutil.rmtree(previous)  # left by an earlier replacement that finished all but its cleanup
-        try:
-            run_dir.rename(previous)
-        except OSError as e:  # `--out .`, a mount point: the run cannot be moved aside, so it is not touched
-            raise UsageError(f"--out {run_dir}: the run there cannot be set aside while its replacement trains "
-                             f"({e.strerror}); move it yourself, or pass another --out") from None
+        set_aside(run_dir, finished=is_run_dir(run_dir))
     return run_dir
 
 

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -174,6 +175,25 @@ def is_run_dir(path: Path) -> bool:
 def previous_run(run_dir: Path) -> Path:
     """Where `fmnist train --overwrite` keeps the run it replaces until the new one is written (beside it, hidden)."""
     return run_dir.parent / f".{run_dir.name}{PREVIOUS_SUFFIX}"
+
+
+def set_aside(directory: Path, finished: bool, what: str = "the run") -> None:
+    """Move `directory` to previous_run(directory) while an --overwrite replacement is made in its place; the caller
+    deletes it once the replacement is written. Where a set-aside one exists already, `directory` is the replacement
+    it was set aside for: left unfinished (`finished` False), it is deleted and the one set aside is kept; finished,
+    the stale set-aside one is deleted first. UsageError when `directory` cannot be moved (`--out .`, a mount point),
+    which leaves it untouched."""
+    previous = previous_run(directory)
+    if previous.exists() and not finished:
+        shutil.rmtree(directory)  # a replacement that did not finish: the one it replaced is the one to keep
+        return
+    if previous.exists():
+        shutil.rmtree(previous)  # left by an earlier replacement that finished all but its cleanup
+    try:
+        directory.rename(previous)
+    except OSError as e:
+        raise UsageError(f"--out {directory}: {what} there cannot be set aside while its replacement is made "
+                         f"({e.strerror}); move it yourself, or pass another --out") from None
 
 
 def replaced_by(path: Path) -> Path | None:

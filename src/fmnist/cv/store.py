@@ -11,7 +11,6 @@ precision) is refused, the last one replaced whole with --overwrite.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from fmnist.cv.results import FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import UsageError
 from fmnist.paths import safe_name
 from fmnist.fileio import remove_temporaries
-from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten, previous_run
+from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten, set_aside
 
 CV_JSON = "cv.json"
 FOLDS_DIR = "folds"
@@ -83,17 +82,7 @@ def prepare_out(out: Path, tasks: list[FoldTask], overwrite: bool = False) -> No
     if overwrite:
         # As `train --overwrite`: the cross-validation replaced waits beside OUT (.NAME.previous) until the new one
         # is written (run_cv deletes it then), so an interrupted replacement loses nothing.
-        previous = previous_run(out)
-        if previous.exists() and not (out / CV_JSON).is_file():
-            shutil.rmtree(out)  # a replacement that did not finish: the one it replaced is the one to keep
-            return
-        if previous.exists():
-            shutil.rmtree(previous)
-        try:
-            out.rename(previous)
-        except OSError as e:
-            raise UsageError(f"--out {out}: the cross-validation there cannot be set aside while its replacement "
-                             f"runs ({e.strerror}); move it yourself, or pass another --out") from None
+        set_aside(out, finished=(out / CV_JSON).is_file(), what="the cross-validation")
         return
     problem = difference(out, tasks)
     if problem:

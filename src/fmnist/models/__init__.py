@@ -66,9 +66,10 @@ def _same_kind(value: Any, default: Any) -> bool:
         return True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
-    for kinds in ((int, float), (list, tuple)):
-        if isinstance(default, kinds):
-            return isinstance(value, kinds) and (kinds != (int, float) or isinstance(default, float) or isinstance(value, int))
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
 
 
