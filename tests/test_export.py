@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 
 from fmnist.checkpoint import ModelMeta, save_model
+from fmnist.inference import DEFAULT_CONFIDENCE
 from fmnist.errors import DataError, UsageError
 from fmnist.export import (
     OnnxPredictor,
@@ -162,6 +163,13 @@ def test_the_meta_travels_in_the_file(exported):
     assert json.loads(props["classes"]) == meta.classes and props["input_type"] == "float"
     assert float(props["mean"]) == meta.mean and float(props["std"]) == meta.std
     assert props["producer"].startswith("fmnist ") and "verified" not in props
+    # Whoever deploys the file without fmnist is told not to normalize again, and what "not confident" means here.
+    assert props["normalization"] == "in_graph" and "Feed raw pixels" in props["input"]
+    assert "float32 pixels 0..1" in props["input"] and "[N, 28, 28]" in props["input"]
+    model = onnx.load_from_string(data)
+    assert model.doc_string == props["input"]
+    expected = meta.confidence_threshold if meta.confidence_threshold is not None else DEFAULT_CONFIDENCE
+    assert float(props["confidence_threshold"]) == expected
 
 
 def test_export_onnx_writes_verifies_and_refuses_to_overwrite(tmp_path):

@@ -200,3 +200,28 @@ def test_a_folder_lists_jpeg_and_netpbm_files_by_every_usual_suffix(tmp_path):
     found = image_files([tmp_path])
     assert [p.name for p in found] == ["a.jfif", "b.jpe", "c.pnm"]
     assert all(load_image(p).shape == (28, 28) for p in found)
+
+
+def test_only_the_listed_raster_formats_are_decoded(tmp_path):
+    from fmnist.imaging import readable_formats
+
+    # Pillow would hand EPS to Ghostscript (and name it in the error): it is never tried.
+    eps = tmp_path / "drawing.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n")
+    with pytest.raises(DataError, match="not an image in a format read here") as e:
+        open_image(eps)
+    assert "Ghostscript" not in str(e.value)
+    img = gradient((40, 30), "RGB")
+    for fmt in ("PCX", "SGI"):  # readable by Pillow, but not listed
+        path = tmp_path / f"x.{fmt.lower()}"
+        img.save(path, fmt)
+        with pytest.raises(DataError, match="format read here"):
+            open_image(path)
+    for fmt in ("TGA", "PPM", "JPEG2000"):  # listed besides the common ones
+        path = tmp_path / f"x.{fmt.lower()}"
+        img.save(path, fmt)
+        assert open_image(path).size == (40, 30) and fmt in readable_formats()
+    # A phone's multi-picture JPEG (MPO) comes through the JPEG reader.
+    buf = io.BytesIO()
+    img.save(buf, "MPO", save_all=True, append_images=[img])
+    assert open_image(buf.getvalue()).size == (40, 30)

@@ -117,3 +117,18 @@ def test_the_resumed_epoch_counts_its_time_before_the_stop(tmp_path):
     resumed = fit(recipe, data(), TrainOptions(seed=5, device="cpu"), checkpoint=ckpt, resume=True)
     assert resumed.history[1].seconds >= 0.2
     assert resumed.seconds >= sum(h.seconds for h in resumed.history) - 1e-6
+
+
+def test_a_checkpoint_or_an_unfinished_run_given_as_a_model_says_how_to_finish_it(tmp_path):
+    from fmnist.checkpoint import load_model
+
+    run = tmp_path / "my run"
+    run.mkdir()
+    ckpt = run / "checkpoint.safetensors"
+    recipe = get_recipe("mlp").replace(epochs=2)
+    with pytest.raises(TrainingInterrupted):
+        fit(recipe, data(), TrainOptions(device="cpu"), StopAt(1), checkpoint=ckpt)
+    for given in (run, ckpt):
+        with pytest.raises(DataError, match="stopped before the end") as e:
+            load_model(given)
+        assert "fmnist train --resume 'RUN'".replace("RUN", str(run)) in str(e.value)

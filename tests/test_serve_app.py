@@ -253,3 +253,67 @@ def test_an_image_that_fails_among_several_gets_its_own_error_and_the_rest_are_a
     # When none of them can be used, the request fails with the first one's error.
     r = client.post("/v1/predict", files=files[1:3])
     assert_error(r, 422, "bad_image")
+
+
+def test_an_image_sent_as_a_plain_field_named_image_is_taken(client):
+    # `curl -F 'image=<shirt.png'` sends the bytes as a field without a file name.
+    boundary = "b0undary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n".encode() + image(4)
+            + f"\r\n--{boundary}--\r\n".encode())
+    r = client.post("/v1/predict", content=body, headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 200, r.text
+    (p,) = r.json()["predictions"]
+    assert p["filename"] == "image" and len(p["probabilities"]) == len(CLASSES)
+
+
+def test_a_multipart_body_cut_short_is_a_400_not_a_bad_image(client):
+    boundary = "b0undary"
+    whole = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n"
+             "Content-Type: image/png\r\n\r\n").encode() + image(5) + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    assert client.post("/v1/predict", content=whole, headers=headers).status_code == 200
+    message = assert_error(client.post("/v1/predict", content=whole[:-40], headers=headers), 400, "bad_request")
+    assert "incomplete" in message and "closing boundary" in message
+
+
+def test_decoding_past_the_deadline_answers_503_and_stops_before_the_next_image(monkeypatch):
+    import fmnist.serve.app as app_module
+
+    prepared = []
+    real = app_module._prepare
+
+    def slow(upload, *args):
+        prepared.append(upload.filename)
+        import time
+
+        time.sleep(0.3)
+        return real(upload, *args)
+
+    monkeypatch.setattr(app_module, "_prepare", slow)
+    with make_client(ServeSettings(request_timeout_s=0.5)) as c:
+        # Large enough (bytes) to be decoded in the worker pool rather than on the event loop.
+        big = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+        files = [("image", (f"{i}.png", png_bytes(big), "image/png")) for i in range(8)]
+        message = assert_error(c.post("/v1/predict", files=files), 503, "overloaded")
+        assert "not decoded within 0.5 s" in message
+        import time
+
+        time.sleep(0.4)  # the worker, past the deadline, takes no further image
+        assert len(prepared) <= 3, prepared
+        assert c.get("/healthz").status_code == 200
+
+
+def test_eps_and_other_formats_outside_the_list_are_not_decoded(client):
+    # EPS would be handed to Ghostscript: Pillow never tries that plugin here.
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nshowpage\n"
+    message = assert_error(client.post("/v1/predict", content=eps, headers={"content-type": "image/eps"}), 422,
+                           "bad_image")
+    assert "Ghostscript" not in message and "format read here" in message
+
+
+def test_max_pixels_above_pillows_limit_is_refused_at_start():
+    from fmnist.errors import UsageError
+
+    with pytest.raises(UsageError, match="--max-pixels must be between 1 and"):
+        ServeSettings(max_pixels=Image.MAX_IMAGE_PIXELS + 1)
+    assert ServeSettings(max_pixels=Image.MAX_IMAGE_PIXELS).max_pixels == Image.MAX_IMAGE_PIXELS

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import reprlib
+import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +45,8 @@ FORMAT = "fmnist-model"
 FORMAT_VERSION = 1
 _HEADER_KEYS = ("format", "format_version", "digest")  # the header's own keys, outside the digest
 MODEL_FILENAME = "model.safetensors"  # the model file inside a run directory
+# An unfinished run's training state (fmnist.train.resume writes it): not a model, but `train --resume` finishes it.
+CHECKPOINT_FILENAME = "checkpoint.safetensors"
 # A model file's header is a few kB to a few hundred (one entry per tensor); safetensors would parse 100 MB of JSON.
 MAX_HEADER_BYTES = 16 * 2**20
 
@@ -179,6 +182,9 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         inner = path / MODEL_FILENAME
         if not inner.is_file():
+            if (path / CHECKPOINT_FILENAME).is_file():
+                raise DataError(f"directory {path} holds no {MODEL_FILENAME}: its training stopped before the end; "
+                                f"finish it with `fmnist train --resume {shlex.quote(str(path))}`")
             raise DataError(f"directory {path} holds no {MODEL_FILENAME}; pass a model file or a run directory "
                             "that `fmnist train` wrote")
         return inner
@@ -207,6 +213,9 @@ def _open(path: Path) -> tuple[Any, dict[str, str]]:
         raise DataError(f"model file {path} {problem}; {fix}") from None
     metadata = f.metadata() or {}
     if metadata.get("format") != FORMAT:
+        if '"fmnist-checkpoint"' in metadata.get("fmnist", ""):
+            raise DataError(f"{path} is a training checkpoint, not a model file: its run stopped before the end; "
+                            f"finish it with `fmnist train --resume {shlex.quote(str(path.parent))}`")
         raise DataError(f"{path} is a safetensors file but not an fmnist model (no format={FORMAT!r} marker in "
                         "its metadata); pass a model file saved by `fmnist train`")
     return f, metadata

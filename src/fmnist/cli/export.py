@@ -50,7 +50,8 @@ def export(
         raise UsageError(f"unknown export format {fmt!r}; use onnx")
     check_input_type(input_type)
     s = settings(ctx, data_dir=data_dir)
-    out_path = check_destination(out_path or resolve_model_path(model).with_suffix(".onnx"), overwrite)
+    model_path = resolve_model_path(model)  # an unreadable or unfinished model is named before --out is judged
+    out_path = check_destination(out_path or model_path.with_suffix(".onnx"), overwrite)
     configure_process()
     torch_model, meta = load_model(model, "cpu")
     images, source = None, ""

@@ -41,7 +41,10 @@ def predict(
     files = required_image_files(images)
     predictions, failed = predictor.predict_files(files, mode=preprocess)
     if as_json:
-        print_json([p.to_dict() for p in predictions] + [{"path": path, "error": why} for path, why in failed])
+        # In the order the files were given, as the web service answers; a file that failed gets its reason.
+        reasons, predicted = dict(failed), iter(predictions)
+        print_json([{"path": str(f), "error": reasons[str(f)]} if str(f) in reasons else next(predicted).to_dict()
+                    for f in files])
     else:
         # The file name whole, first and on one line where it fits, so a row can be matched to its file; the other
         # cells wrap or fold rather than end in an ellipsis.

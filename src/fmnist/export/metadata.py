@@ -3,8 +3,11 @@
     fmnist_meta     the ModelMeta as JSON (ModelMeta.to_dict()), read back with fmnist.checkpoint's validation
     format_version  the fmnist model-file format version of fmnist_meta
     classes         JSON list of the class names
-    mean, std       the input normalization the graph applies
+    mean, std       the input normalization the graph applies itself (normalization: "in_graph")
+    normalization   "in_graph": feed raw pixels; normalizing them again beforehand gives wrong answers
     input_type      "uint8" (pixels 0..255) or "float" (float32 0..1): what the `images` input takes
+    input           in words: the input's shape, type and look, and the outputs
+    confidence_threshold  the top probability under which fmnist calls a prediction "not confident"
     producer        "fmnist <version>"
     verified        JSON: the agreement with PyTorch measured at export (absent when not verified)
 
@@ -21,6 +24,7 @@ from typing import Any
 from fmnist import __version__
 from fmnist.checkpoint import FORMAT_VERSION, ModelMeta, _parse_meta
 from fmnist.errors import DataError
+from fmnist.inference import DEFAULT_CONFIDENCE
 
 META_KEY = "fmnist_meta"
 VERIFIED_KEY = "verified"
@@ -36,12 +40,26 @@ def metadata_props(meta: ModelMeta, input_type: str, verified: Mapping[str, Any]
         "classes": json.dumps(list(meta.classes)),
         "mean": repr(meta.mean),
         "std": repr(meta.std),
+        "normalization": "in_graph",
         "input_type": input_type,
+        "input": describe_input(meta, input_type),
+        "confidence_threshold": repr(meta.confidence_threshold if meta.confidence_threshold is not None
+                                     else DEFAULT_CONFIDENCE),
         "producer": f"fmnist {__version__}",
     }
     if verified is not None:
         props.update(verified_props(verified))
     return props
+
+
+def describe_input(meta: ModelMeta, input_type: str) -> str:
+    """The graph's input and outputs in words, for whoever deploys the file without fmnist (also its doc_string)."""
+    h, w = meta.input_size
+    pixels = "uint8 pixels 0..255" if input_type == "uint8" else "float32 pixels 0..1 (the 0..255 values divided by 255)"
+    return (f"input 'images': [N, {h}, {w}] grayscale, {pixels}, a light article on a black background as in "
+            f"Fashion-MNIST (invert dark-on-light photos, crop to the article, resize to {h}x{w}). Feed raw pixels: the "
+            f"graph subtracts mean {meta.mean!r} and divides by std {meta.std!r} itself. Outputs 'probabilities' and "
+            f"'logits': [N, {len(meta.classes)}], in the order of the 'classes' entry.")
 
 
 def verified_props(verified: Mapping[str, Any]) -> dict[str, str]:

@@ -30,7 +30,7 @@ from fmnist.data.transforms import normalize
 from fmnist.errors import UsageError
 from fmnist.export.deps import require
 from fmnist.export.fold import fold_batchnorm
-from fmnist.export.metadata import INPUT_TYPES, metadata_props, verified_props
+from fmnist.export.metadata import INPUT_TYPES, describe_input, metadata_props, verified_props
 from fmnist.export.runtime import INPUT_NAME, OUTPUT_NAMES, OnnxPredictor
 from fmnist.export.verify import Verification, measure
 from fmnist.fileio import atomic_write
@@ -137,6 +137,7 @@ def _export_proto(model: nn.Module, meta: ModelMeta, input_type: str) -> tuple[A
             dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, verbose=False, external_data=False)
     proto = program.model_proto
     _set_props(proto, metadata_props(meta, input_type))
+    proto.doc_string = describe_input(meta, input_type)
     return proto, count, remaining
 
 

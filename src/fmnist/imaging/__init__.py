@@ -5,6 +5,7 @@ from fmnist.imaging.decode import (
     ImageSource,
     image_files,
     open_image,
+    readable_formats,
     required_image_files,
     to_grayscale,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "load_images",
     "looks_like_dataset",
     "open_image",
+    "readable_formats",
     "photo_steps",
     "photo_to_dataset",
     "prepare",

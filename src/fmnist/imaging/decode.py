@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -15,6 +16,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from fmnist.errors import DataError, TooLargeError
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
+
+# The raster formats decoded: Pillow tries only these (a phone's MPO comes through JPEG). Its other plugins stay
+# off, EPS above all (it hands the file to Ghostscript, which an upload to the web service must never reach), and
+# the rarer decoders with them.
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "DIB", "GIF", "TIFF", "ICO", "PPM", "JPEG2000", "TGA", "AVIF")
+FORMATS_NAMED = "PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PNM, JPEG 2000, TGA or AVIF"
 
 
 def open_image(source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
@@ -38,7 +45,7 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; any image that large is refused here.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as img:
+            with Image.open(source, formats=readable_formats()) as img:
                 if max_pixels is not None and img.width * img.height > max_pixels:
                     raise TooLargeError(f"image {name} is {img.width}x{img.height} pixels, over the limit of "
                                         f"{max_pixels:,}; downscale it first")
@@ -53,7 +60,8 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
         if _is_svg(source, name):
             raise DataError(f"image file {name} is an SVG drawing, which is vector graphics, not pixels; convert it to "
                             "PNG first (e.g. `rsvg-convert -o drawing.png drawing.svg`)") from None
-        raise DataError(f"image file {name} is corrupt or not an image Pillow can read; pass a PNG, JPEG, WebP, BMP, GIF or TIFF image") from None
+        raise DataError(f"image file {name} is corrupt or not an image in a format read here; pass a {FORMATS_NAMED} "
+                        "image") from None
     # TypeError: Pillow's TIFF reader on a strip offset that is not a whole number (found by benchmarks.fuzz).
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, struct_error) as e:
         raise DataError(f"image file {name} is corrupt or truncated ({e}); re-export or re-download it") from None
@@ -64,6 +72,13 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
 
 # Where a PNG may carry an orientation (Pillow's getexif reads these); one without them needs no transposing.
 PNG_EXIF_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
+@functools.cache
+def readable_formats() -> tuple[str, ...]:
+    """FORMATS that this Pillow has a reader for (AVIF came with Pillow 11.2; an older one lacks it)."""
+    Image.init()
+    return tuple(f for f in FORMATS if f in Image.OPEN)
 
 
 def _oriented(img: Image.Image) -> Image.Image:
@@ -130,8 +145,8 @@ def _source_name(source: ImageSource) -> str:
     return str(getattr(source, "name", "<image data>"))
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm",
-                  ".pbm", ".pnm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".bmp", ".dib", ".webp", ".gif", ".tif", ".tiff",
+                  ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".jp2", ".j2k", ".jpx", ".tga", ".avif")
 
 
 def image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:

@@ -237,7 +237,9 @@ def photo_steps(img: Image.Image) -> PhotoSteps:
     """Run every step on a decoded photo (EXIF orientation already applied by fmnist.imaging.decode)."""
     if too_thin(img):
         raise DataError(f"a {img.width}x{img.height} image is too thin to find an article in; crop it around the "
-                        "article, or use the dataset preprocessing (--preprocess dataset), which stretches it to 28x28")
+                        "article, or use the dataset preprocessing, which stretches it to 28x28 (`--preprocess "
+                        "dataset` on the command line, `preprocess=dataset` in the web service's query, \"dataset\" "
+                        "on its page)")
     rgb = working_array(flatten_alpha(img, backdrop(img)))
     background = estimate_background(rgb)
     mask = foreground_mask(rgb, background)

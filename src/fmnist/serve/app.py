@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from fmnist import __version__
 from fmnist.errors import DataError, TooLargeError
-from fmnist.imaging import MODES, Preprocessed, prepare_file
+from fmnist.imaging import MODES, Preprocessed, prepare_file, readable_formats
 from fmnist.inference import TOP_K, BasePredictor
 from fmnist.serve.batcher import MicroBatcher, QueueFull
 from fmnist.serve.card import ModelCard, build_card, png_base64
@@ -125,11 +125,18 @@ class Service:
         deadline = time.monotonic() + s.request_timeout_s
         body = await read_body(request, s.max_request_bytes, s.request_timeout_s)
         uploads = parse_uploads(request.headers.get("content-type", ""), body, s.max_images)
-        if all(_small(u.data, s.inline_bytes) for u in uploads):
-            results = _prepare_all(uploads, mode, s.max_pixels)
-        else:
-            results = await asyncio.get_running_loop().run_in_executor(
-                self.pool, _prepare_all, uploads, mode, s.max_pixels)
+        try:
+            if all(_small(u.data, s.inline_bytes) for u in uploads):
+                results = _prepare_all(uploads, mode, s.max_pixels, deadline)
+            else:
+                # The deadline covers decoding too: the worker stops before its next image once it has passed, so
+                # a request of many large images (or one whose client has gone) holds no core past its deadline.
+                async with deadline_after(max(deadline - time.monotonic(), 0.001)):
+                    results = await asyncio.get_running_loop().run_in_executor(
+                        self.pool, _prepare_all, uploads, mode, s.max_pixels, deadline)
+        except (asyncio.TimeoutError, DeadlinePassed):
+            raise overloaded(f"the images were not decoded within {s.request_timeout_s:g} s; send fewer or smaller "
+                             "images per request, or retry when the service is less busy") from None
         failed = [r for r in results if isinstance(r, ServeError)]
         if len(failed) == len(results):  # nothing to predict: the request fails with its (first) image's error
             raise failed[0]
@@ -170,16 +177,27 @@ def _small(data: bytes, limit: int) -> bool:
         width, height = struct.unpack(">II", data[16:24])
         return width * height <= INLINE_PIXELS
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=readable_formats()) as img:
             return img.width * img.height <= INLINE_PIXELS
     except Exception:  # not an image: prepare_file fails fast with the reason
         return True
 
 
-def _prepare_all(uploads: list[Upload], mode: str, max_pixels: int) -> list[Preprocessed | ServeError]:
-    """Each upload preprocessed, or the error that answers it (the request's own, when it is the only image)."""
-    return [_prepare(upload, mode, max_pixels, f"{upload.filename!r} (image {i + 1})" if len(uploads) > 1
-                     else repr(upload.filename)) for i, upload in enumerate(uploads)]
+class DeadlinePassed(Exception):
+    """The request's deadline passed while its images were decoded."""
+
+
+def _prepare_all(uploads: list[Upload], mode: str, max_pixels: int,
+                 deadline: float | None = None) -> list[Preprocessed | ServeError]:
+    """Each upload preprocessed, or the error that answers it (the request's own, when it is the only image);
+    DeadlinePassed once time.monotonic() passes `deadline` between two images."""
+    results: list[Preprocessed | ServeError] = []
+    for i, upload in enumerate(uploads):
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlinePassed()
+        name = f"{upload.filename!r} (image {i + 1})" if len(uploads) > 1 else repr(upload.filename)
+        results.append(_prepare(upload, mode, max_pixels, name))
+    return results
 
 
 def _prepare(upload: Upload, mode: str, max_pixels: int, name: str) -> Preprocessed | ServeError:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from PIL import Image
+
 from fmnist.errors import UsageError
 
 MB = 1024 * 1024
@@ -31,7 +33,9 @@ class ServeSettings:
     def __post_init__(self) -> None:
         checks = [
             ("max_request_bytes", self.max_request_bytes >= 1024, "at least 1024 bytes"),
-            ("max_pixels", self.max_pixels >= 1, "at least 1"),
+            # Pillow refuses larger images as decompression bombs whatever is asked here.
+            ("max_pixels", 1 <= self.max_pixels <= Image.MAX_IMAGE_PIXELS,
+             f"between 1 and {Image.MAX_IMAGE_PIXELS} (the most pixels Pillow decodes)"),
             ("max_images", 1 <= self.max_images <= 10_000, "between 1 and 10000"),
             ("request_timeout_s", 0 < self.request_timeout_s <= 3600, "between 0 and 3600 seconds"),
             ("max_batch", 1 <= self.max_batch <= 4096, "between 1 and 4096"),

@@ -25,6 +25,7 @@ from fmnist.serve.errors import ServeError, bad_request, too_large
 # the next request: the connection is closed after the answer.
 CLOSE = {"Connection": "close"}
 
+IMAGE_FIELD = b"image"  # the form field that carries images (any part with a file name counts as one too)
 MAX_FIELDS = 1000  # parts of any kind in one form (file parts are limited by ServeSettings.max_images)
 
 # The parser logs each malformed body it meets as a warning, with no request or time beside it; the client is
@@ -123,6 +124,8 @@ def _multipart(body: bytes, boundary: bytes | None, max_images: int) -> list[Upl
     def on_headers_finished() -> None:
         _, options = parse_options_header(parts[-1]["headers"].get(b"content-disposition", b""))
         filename = options.get(b"filename")
+        if filename is None and options.get(b"name") == IMAGE_FIELD:
+            filename = IMAGE_FIELD  # the image as a plain field (`curl -F 'image=<shoe.png'`): taken all the same
         parts[-1]["filename"] = None if filename is None else filename.decode("utf-8", "replace")
         if filename is not None and sum(p.get("filename") is not None for p in parts) > max_images:
             raise too_large("too_many_images", f"the request holds more than {max_images} images; send at most "
@@ -135,11 +138,16 @@ def _multipart(body: bytes, boundary: bytes | None, max_images: int) -> list[Upl
         "on_header_value": lambda data, start, end: header["value"].extend(data[start:end]),
         "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished,
+        "on_end": lambda: ended.append(True),
     }
+    ended: list[bool] = []
     try:
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
     except (MultipartParseError, FormParserError) as e:  # FormParserError: e.g. a boundary over 256 bytes
         raise bad_request(f"the multipart body is malformed ({str(e)[:200]})") from None
+    if not ended:  # its last part would be cut short: an image that is not whole is no image to judge
+        raise bad_request("the multipart body is incomplete: it ends before its closing boundary (was the upload "
+                          "cut short, or its Content-Length too small?)")
     return [Upload(p["filename"] or "image", bytes(p["data"])) for p in parts if p.get("filename") is not None]

@@ -24,13 +24,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from fmnist.checkpoint import CHECKPOINT_FILENAME
 from fmnist.errors import DataError
 from fmnist.fileio import atomic_write
 from fmnist.train.stats import EpochStats
 
 FORMAT = "fmnist-checkpoint"
 VERSION = 1
-CHECKPOINT_FILE = "checkpoint.safetensors"
+CHECKPOINT_FILE = CHECKPOINT_FILENAME
 
 
 @dataclass
