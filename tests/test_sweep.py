@@ -30,6 +30,8 @@ def test_parameters_parse(spec, kind, low, high, choices):
     ("lr", "not a parameter"), ("lr=0.4:0.05", "LOW < HIGH"), ("lr=0:1:log", "LOW > 0"),
     ("lr=a:b", "numbers"), ("epochs=1.5:3:int", "whole"), ("bogus=1,2", "unknown recipe setting"),
     ("lr=0.1:0.2:cubic", "unknown range"), ("lr=nan:1", "finite"),
+    ("val_fraction=0.1,0.5", "cannot be swept"), ("validation=test,none", "cannot be swept"),
+    ("name=a,b", "cannot be swept"), ("optimizer.betas=[0.9,0.99]", "lists or objects"),
 ])
 def test_bad_parameters_are_one_sentence(spec, fragment):
     with pytest.raises(UsageError, match=fragment):
@@ -68,8 +70,9 @@ def test_sweep_runs_three_trials_on_the_held_out_split_and_continues(cli, tiny_d
     assert len(again["trials"]) == 4 and again["trials"][:3] == result["trials"]
     # Other settings under the same name are refused, not mixed in.
     r = cli("sweep", "mlp", "--param", "lr=0.001:0.1:log", "--limit", "150", "--data-dir", tiny_data_dir,
-            "--root", tmp_path / "sweeps", "--trials", "5")
+            "--dataset", "idx", "--root", tmp_path / "sweeps", "--trials", "5")
     assert r.exit_code == 2 and "--name" in r.stderr
+    assert "params ['optimizer.lr in [0.0005, 0.01] (log)', 'epochs in {1, 2}'], not" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("spec, fragment", [
@@ -173,3 +176,71 @@ def test_a_resized_recipe_counts_the_epochs_it_did_not_report(cli, tiny_data_dir
     assert r.exit_code == 0, r.stderr
     (trial,) = json.loads(r.stdout)["trials"]
     assert trial["state"] == "COMPLETE" and trial["epochs_run"] == 3
+
+
+def test_booleans_are_true_or_false_and_the_best_command_writes_them_so(cli, tiny_data_dir, tmp_path):
+    # "False" was taken as a non-empty string, which trained with flips on.
+    assert apply_assignment(get_recipe("mlp"), "augment.flip=False").augment.flip is False
+    assert apply_assignment(get_recipe("mlp"), "flip=TRUE").augment.flip is True
+    for assignment in ("flip=maybe", "tta_flip=no", "nesterov=1", "drop_last=yes"):
+        with pytest.raises(UsageError, match="must be true or false"):
+            apply_assignment(get_recipe("mlp"), assignment)
+    r = cli("sweep", "mlp", "--param", "flip=false", "--param", "epochs=1", "--limit", "100", "--seed", "3",
+            "--precision", "fp32", "--data-dir", tiny_data_dir, "--dataset", "idx", "--root", tmp_path / "s",
+            "--trials", "1", "--json")
+    assert r.exit_code == 0, r.stderr
+    command = json.loads(r.stdout)["best_command"]
+    assert "--set augment.flip=false" in command and "--seed 3" in command and "--precision fp32" in command
+    out = tmp_path / "run"
+    r = cli("train", "mlp", "--set", "augment.flip=false", "--set", "epochs=1", "--limit", "100",
+            "--data-dir", tiny_data_dir, "--dataset", "idx", "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((out / "config.json").read_text())["recipe"]["augment"]["flip"] is False
+
+
+def test_two_settings_with_one_short_name_keep_their_full_names(cli, tiny_data_dir, tmp_path):
+    from fmnist.sweep.space import labels
+
+    params = (parse_param("optimizer=sgd,adam"), parse_param("schedule=constant,cosine"), parse_param("lr=0.1:1"))
+    assert list(labels(params).values()) == ["optimizer.name", "schedule.name", "lr"]
+    r = cli("sweep", "mlp", "--param", "optimizer=sgd,adam", "--param", "schedule=constant,cosine",
+            "--param", "epochs=1", "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx",
+            "--root", tmp_path / "s", "--trials", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    for trial in json.loads(r.stdout)["trials"]:
+        assert trial["params"]["optimizer.name"] in ("sgd", "adam")
+        assert trial["params"]["schedule.name"] in ("constant", "cosine")
+
+
+def test_the_figure_draws_named_choices_as_categories():
+    from fmnist.plots.sweep import sweep_figure
+
+    rows = [{"state": "COMPLETE", "accuracy": a, "seconds": s, "params": {"optimizer.name": o, "lr": lr}}
+            for a, s, o, lr in ((0.8, 1.0, "sgd", 0.1), (0.7, 2.0, "adam", 0.2), (0.75, 1.5, "sgd", 0.3))]
+    fig = sweep_figure(rows, [("optimizer.name", False), ("lr", True)])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sgd", "adam"]
+    points = ax.collections[0].get_offsets()
+    assert sorted(map(tuple, points.tolist())) == [(0.0, 75.0), (0.0, 80.0), (1.0, 70.0)]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["finished", "best"]
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--seed", "-1"], "--seed"), (["--seed", "4294967296"], "--seed"), (["--precision", "bogus"], "--precision"),
+    (["--storage", "bogus://x"], "not a database URL"), (["--ray-address", "127.0.0.1:1"], "nothing answers"),
+    (["--ray-address", "nohost"], "HOST:PORT"),
+])
+def test_options_that_cannot_work_fail_before_a_study_is_stored(cli, tiny_data_dir, tmp_path, extra, fragment):
+    r = cli("sweep", "mlp", "--param", "epochs=1,2", "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx",
+            "--root", tmp_path / "s", "--name", "x", "--trials", "1", *extra)
+    assert r.exit_code == 2 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "s" / "x" / "study.db").exists()
+
+
+def test_the_largest_seed_runs_and_continues(cli, tiny_data_dir, tmp_path):
+    args = ["sweep", "mlp", "--param", "epochs=1", "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx",
+            "--root", tmp_path / "s", "--seed", "4294967295", "--json"]
+    for trials in ("1", "2"):
+        r = cli(*args, "--trials", trials)
+        assert r.exit_code == 0, r.stderr
+    assert len(json.loads(r.stdout)["trials"]) == 2

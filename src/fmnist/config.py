@@ -32,7 +32,13 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _problems(checks: dict[str, bool]) -> list[str]:
+def _problems(checks: dict[str, bool], of: Any = None) -> list[str]:
+    """The failed checks' sentences; with `of`, also each of its bool fields that holds anything but a bool (the
+    string "False" would otherwise pass for true)."""
+    if of is not None:
+        checks = {**checks, **{f"{f.name} must be true or false, got {getattr(of, f.name)!r}":
+                               isinstance(getattr(of, f.name), bool)
+                               for f in dataclasses.fields(of) if f.type in ("bool", bool)}}
     return [what for what, ok in checks.items() if not ok]
 
 
@@ -85,7 +91,7 @@ class OptimizerConfig:
                 _finite(self.muon_momentum) and 0 <= self.muon_momentum < 1,
             "muon needs lr > 0 (the schedule scales muon_lr by lr's ratio)":
                 self.name != "muon" or not _finite(self.lr) or self.lr > 0,
-        }))
+        }, of=self))
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ class AugmentConfig:
             f"crop_padding must be an integer in 0..14, got {self.crop_padding!r}":
                 isinstance(self.crop_padding, int) and 0 <= self.crop_padding <= 14,
             f"erase must be a probability in [0, 1], got {self.erase!r}": _finite(self.erase) and 0 <= self.erase <= 1,
-        }))
+        }, of=self))
         object.__setattr__(self, "resize", tuple(self.resize))  # a JSON list and a tuple make equal configs
 
     @property
@@ -238,7 +244,7 @@ class Recipe:
             f"std must be a finite number > 0, got {self.std!r}": _finite(self.std) and self.std > 0,
             f"validation {self.validation!r} is not one of {', '.join(VALIDATIONS)}": self.validation in VALIDATIONS,
             f"val_fraction must be in (0, 1), got {self.val_fraction!r}": _finite(self.val_fraction) and 0 < self.val_fraction < 1,
-        }))
+        }, of=self))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -299,7 +305,7 @@ class TrainOptions:
             f"--threads must be a whole number >= 1, got {self.threads!r}": self.threads is None or (_whole(self.threads) and self.threads >= 1),
             f"eval_batch_size must be >= 1, got {self.eval_batch_size!r}": _whole(self.eval_batch_size) and self.eval_batch_size >= 1,
             f"progress_every must be >= 1, got {self.progress_every!r}": _whole(self.progress_every) and self.progress_every >= 1,
-        }))
+        }, of=self))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

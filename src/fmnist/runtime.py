@@ -156,3 +156,27 @@ def interrupt_workers(pool: Any) -> None:
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         with contextlib.suppress(ProcessLookupError, AttributeError):
             os.kill(process.pid, signal.SIGINT)
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """A UsageError, within `timeout_s`, when nothing answers at a Ray cluster's HOST:PORT (or ray://HOST:PORT):
+    ray.init itself retries an unreachable address for minutes. "auto" and "local" are left to Ray."""
+    import socket
+
+    if address.lower() in ("auto", "local"):
+        return
+    where = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = where.rstrip("/").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379, the head node's address "
+                         "that `ray start --head` printed, or ray://HOST:10001)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UsageError(f"nothing answers at the Ray cluster address {address} ({e.strerror or e}); start the "
+                         "cluster with `ray start --head` on its head node, or check the address (`ray status` there)"
+                         ) from None

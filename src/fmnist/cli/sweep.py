@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -49,8 +50,9 @@ def sweep(
     from fmnist.errors import DataError
     from fmnist.runtime import configure_process
     from fmnist.sweep import SweepConfig, parse_param, run_sweep
+    from fmnist.sweep.space import labels
     from fmnist.sweep.report import best_command, trial_rows, write_outputs
-    from fmnist.sweep.study import StudyStorageError
+    from fmnist.sweep.study import StudyStorageError, finished
 
     s = settings(ctx, data_dir=data_dir, dataset=dataset)
     if not param:
@@ -69,6 +71,9 @@ def sweep(
         with sigterm_as_ctrl_c():
             study = run_sweep(cfg)
     except StudyStorageError as e:
+        if cfg.storage:
+            raise DataError(f"the sweep's study at --storage {cfg.storage} cannot be read or written ({e}); check "
+                            "that the database exists and this machine may reach and write it") from None
         raise DataError(f"the sweep's study in {cfg.directory} cannot be read or written ({e}); if the disk is full, "
                         "free some space and run the same command again; if study.db is damaged, move it aside (its "
                         "trials are lost) or start another sweep with --name") from None
@@ -79,19 +84,24 @@ def sweep(
                                   f"running is marked failed. Run the same command again to continue the sweep",
                                   None) from None
     rows = trial_rows(study, cfg)
+    held = finished(study)
+    if held > cfg.trials:
+        err.print(f"note: the sweep already held {held} finished trials, more than --trials {cfg.trials}, so none "
+                  f"was run; pass --trials {held + 5} (say) to run more", markup=False, soft_wrap=True)
     paths = write_outputs(study, cfg)
     command = best_command(study, cfg)
     if as_json:
         print_json({"sweep": cfg.study_name, "directory": str(cfg.directory), "trials": rows, "best_command": command,
                     "files": {k: str(v) for k, v in paths.items()}})
         return
-    table = Table("trial", "state", "held-out %", "epochs", "s", *(p.name for p in cfg.params))
+    columns = labels(cfg.params)
+    table = Table("trial", "state", "held-out %", "epochs run", "s", *columns.values())
     for r in rows:
         acc = "" if r["accuracy"] is None else f"{r['accuracy'] * 100:.2f}"
         secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
         state = "diverged" if r["diverged"] else r["state"].lower()
         table.add_row(str(r["number"]), state, acc, str(r["epochs_run"]), secs,
-                      *(escape(_fmt(r["params"][p.name])) for p in cfg.params))
+                      *(escape(_fmt(r["params"][label])) for label in columns.values()))
     out.print(table)
     if command:
         out.print(f"best: {command}", markup=False, soft_wrap=True)
@@ -99,6 +109,8 @@ def sweep(
 
 
 def _fmt(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)  # as --set takes it: true, false, null
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

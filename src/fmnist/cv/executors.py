@@ -20,7 +20,7 @@ import torch
 
 from fmnist.cv.results import CVConfig, CVProgress, FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import DataError, FmnistError, UsageError
-from fmnist.runtime import available_cores, init_pool_worker, interrupt_workers, set_threads
+from fmnist.runtime import available_cores, check_ray_address, init_pool_worker, interrupt_workers, set_threads
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, fit
 
 
@@ -179,6 +179,7 @@ def start_ray(ray: Any, config: CVConfig, threads: int) -> None:
     """ray.init for --ray-address (join) or --ray (a local instance with a bounded CPU count)."""
     quiet = {"include_dashboard": False, "log_to_driver": False}
     if config.ray_address:
+        check_ray_address(config.ray_address)
         try:
             ray.init(address=config.ray_address, **quiet)
         except (ConnectionError, ValueError, RuntimeError) as e:

@@ -19,17 +19,30 @@ def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> 
     pruned = [r for r in rows if r["state"] == "PRUNED" and r["accuracy"] is not None]
     best = max(done, key=lambda r: r["accuracy"], default=None)
     for ax, (name, log) in zip(axes, params + [("seconds", False)]):
+        values = [r["seconds"] if name == "seconds" else r["params"].get(name) for r in done + pruned]
+        # Choices that are not numbers (an optimizer's name, true/false) are categories, one tick each.
+        present = [v for v in values if v is not None]
+        categories = list(dict.fromkeys(map(str, present))) if not all(map(_number, present)) else []
+        if categories:
+            ax.set_xticks(range(len(categories)), categories)
+            ax.set_xlim(-0.5, len(categories) - 0.5)
+
+        def position(x: Any) -> float | None:
+            if categories:
+                return categories.index(str(x)) if x is not None and str(x) in categories else None
+            return x if _number(x) else None
+
         for group, style in ((done, {"color": "tab:blue", "label": "finished"}),
                              (pruned, {"color": "tab:gray", "marker": "x", "label": "pruned (last epoch run)"})):
-            xs = [r["seconds"] if name == "seconds" else r["params"].get(name) for r in group]
-            pairs = [(x, r["accuracy"] * 100) for x, r in zip(xs, group) if isinstance(x, (int, float))]
+            xs = [position(r["seconds"] if name == "seconds" else r["params"].get(name)) for r in group]
+            pairs = [(x, r["accuracy"] * 100) for x, r in zip(xs, group) if x is not None]
             if pairs:
                 ax.scatter(*zip(*pairs), s=18, **style)
         if best is not None:
-            x = best["seconds"] if name == "seconds" else best["params"].get(name)
-            if isinstance(x, (int, float)):
+            x = position(best["seconds"] if name == "seconds" else best["params"].get(name))
+            if x is not None:
                 ax.scatter([x], [best["accuracy"] * 100], s=60, facecolors="none", edgecolors="tab:red", label="best")
-        if log:
+        if log and not categories:
             ax.set_xscale("log")
             # Four labelled ticks spread over the values tried: a range inside one decade would otherwise get
             # matplotlib's minor labels, which overlap.
@@ -39,11 +52,19 @@ def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> 
                 ticks = np.geomspace(min(xs), max(xs), 4)
                 ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
                 ax.xaxis.set_minor_formatter(NullFormatter())
-        elif name != "seconds" and all(isinstance(r["params"].get(name), int) for r in done + pruned):
+        elif not categories and name != "seconds" and all(type(r["params"].get(name)) is int for r in done + pruned):
             ax.xaxis.get_major_locator().set_params(integer=True)  # epochs 1, 2: no tick at 1.2
         ax.set_xlabel("training s" if name == "seconds" else name)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out accuracy %")
-    # Above the panels, where it covers no trial.
-    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="outside upper center", ncols=3, frameon=False)
+    # Above the panels, where it covers no trial: each kind of marker once, from whichever panel drew it.
+    legend: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), fontsize=7, loc="outside upper center", ncols=3, frameon=False)
     return fig
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)

@@ -44,7 +44,10 @@ def _group_type(group: str) -> type:
 
 
 def parse_value(raw: str) -> Any:
-    """A value as JSON when it parses (numbers, true/false, lists, objects), else the string itself."""
+    """A value as JSON when it parses (numbers, true/false, lists, objects), else the string itself; true and
+    false in any case (Python's True and False too) are booleans."""
+    if raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
     try:
         return json.loads(raw)
     except json.JSONDecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from fmnist.fileio import write_json
 from fmnist.plots.figure import save_figure
 from fmnist.plots.sweep import sweep_figure
+from fmnist.sweep.space import labels
 from fmnist.sweep.study import SweepConfig
 
 
@@ -23,7 +25,7 @@ def trial_rows(study, cfg: SweepConfig) -> list[dict[str, Any]]:
         rows.append({"number": t.number, "state": t.state.name, "accuracy": accuracy,
                      # Reports are keyed by epoch, and the early epochs of a resized recipe are not reported.
                      "epochs_run": max(t.intermediate_values, default=0), "seconds": t.user_attrs.get("seconds"),
-                     "params": {p.name: t.params.get(p.key) for p in cfg.params},
+                     "params": {label: t.params.get(key) for key, label in labels(cfg.params).items()},
                      "diverged": t.user_attrs.get("diverged")})  # why a pruned trial's loss became NaN, if it did
     return rows
 
@@ -34,12 +36,22 @@ def best_command(study, cfg: SweepConfig) -> str | None:
         best = study.best_trial
     except ValueError:  # no finished trial yet
         return None
-    words = ["fmnist", "train", cfg.recipe] + [w for p in cfg.params for w in ("--set", f"{p.key}={best.params[p.key]}")]
+    words = ["fmnist", "train", cfg.recipe] + [w for p in cfg.params
+                                               for w in ("--set", f"{p.key}={_setting(best.params[p.key])}")]
+    if cfg.seed != 0:
+        words += ["--seed", cfg.seed]
+    if cfg.precision != "recipe":
+        words += ["--precision", cfg.precision]
     if cfg.dataset != "fashion-mnist":
         words += ["--dataset", cfg.dataset]
     if cfg.data_dir is not None:
         words += ["--data-dir", cfg.data_dir]
     return " ".join(shlex.quote(str(w)) for w in words)
+
+
+def _setting(value: Any) -> str:
+    """A value as `--set` reads it back: strings as they are, the rest as JSON (true, not Python's True)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def write_outputs(study, cfg: SweepConfig) -> dict[str, Path]:
@@ -48,6 +60,6 @@ def write_outputs(study, cfg: SweepConfig) -> dict[str, Path]:
     paths = {"trials": cfg.directory / "trials.json", "figure": cfg.directory / "sweep.png"}
     write_json(paths["trials"], {"sweep": cfg.study_name, "identity": cfg.identity(), "trials": rows,
                                  "best_command": best_command(study, cfg)})
-    fig = sweep_figure(rows, [(p.name, p.kind == "log") for p in cfg.params])
+    fig = sweep_figure(rows, [(labels(cfg.params)[p.key], p.kind == "log") for p in cfg.params])
     save_figure(fig, paths["figure"])
     return paths

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from fmnist.config import ABOUT
 from fmnist.errors import UsageError
 from fmnist.recipes.overrides import canonical, parse_value
 
@@ -24,7 +25,7 @@ class Param:
 
     @property
     def name(self) -> str:
-        """The short name a trial's parameter is stored under (the setting's last part)."""
+        """The setting's short name (its last part), a trial's column and key where no other parameter shares it."""
         return self.key.rpartition(".")[2]
 
     def suggest(self, trial) -> Any:
@@ -50,6 +51,17 @@ class Param:
                                                                 (" (whole)" if self.kind == "int" else ""))
 
 
+def labels(params: tuple[Param, ...] | list[Param]) -> dict[str, str]:
+    """Each parameter's column (and trials.json key): its short name, or its full one where two share a short
+    name (optimizer.name and schedule.name)."""
+    short = [p.name for p in params]
+    return {p.key: p.name if short.count(p.name) == 1 else p.key for p in params}
+
+
+# What a sweep holds fixed: the held-out split it scores on, and the recipe's labels.
+FIXED = ("validation", "val_fraction", *ABOUT)
+
+
 def parse_param(spec: str) -> Param:
     """`key=low:high[:log|:int]` or `key=a,b,c` as a Param; a UsageError saying the forms otherwise."""
     forms = "KEY=LOW:HIGH, KEY=LOW:HIGH:log, KEY=LOW:HIGH:int or KEY=A,B,C (e.g. lr=0.05:0.4:log, epochs=8,10,12)"
@@ -57,6 +69,12 @@ def parse_param(spec: str) -> Param:
     if not sep or not key.strip() or not body:
         raise UsageError(f"--param {spec!r} is not a parameter; use {forms}")
     key = canonical(key.strip())
+    if key in FIXED:
+        raise UsageError(f"--param {key} cannot be swept: a sweep scores every trial on one held-out split of the "
+                         "training images and keeps the recipe's name and description; sweep its training settings")
+    if "[" in body or "{" in body:
+        raise UsageError(f"--param {spec!r}: settings whose values are lists or objects (such as optimizer.betas "
+                         "or augment.resize) cannot be swept; sweep numbers, names or true/false")
     if "," in body or ":" not in body:
         choices = tuple(parse_value(v.strip()) for v in body.split(",") if v.strip())
         if not choices:

@@ -27,7 +27,14 @@ from fmnist.errors import UsageError
 from fmnist.paths import safe_name
 from fmnist.recipes import get_recipe
 from fmnist.recipes.overrides import override
-from fmnist.runtime import available_cores, init_pool_worker, interrupt_workers, set_threads
+from fmnist.runtime import (
+    available_cores,
+    check_ray_address,
+    init_pool_worker,
+    interrupt_workers,
+    resolve_device,
+    set_threads,
+)
 from fmnist.sweep.space import Param
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainingInterrupted, fit
 from fmnist.train.stats import EpochStats
@@ -67,6 +74,8 @@ class SweepConfig:
             raise UsageError(f"--jobs must be between 1 and 1024, got {self.jobs}")
         if self.limit is not None and self.limit < 20:
             raise UsageError(f"--limit must be at least 20 images (some are held out for scoring), got {self.limit}")
+        # --seed, --precision and --device fail here, as `fmnist train` fails on them, before a study is stored.
+        TrainOptions(seed=self.seed, device=self.device, precision=self.precision)
         recipe = get_recipe(self.recipe)
         for p in self.params:  # a value the recipe refuses fails here, before a study is stored
             for value in p.extremes():
@@ -111,7 +120,7 @@ def optuna_module():
 def _sampler(optuna, cfg: SweepConfig, done: int, worker: int | None = None):
     """TPE seeded by the sweep's seed, the trials stored so far and the worker: a continued sweep, and each
     worker of one, draws new points rather than the ones its first run began with."""
-    seed = cfg.seed + done + (0 if worker is None else 1000 * (worker + 1))
+    seed = (cfg.seed + done + (0 if worker is None else 1000 * (worker + 1))) % 2**32  # what numpy takes
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, cfg.trials // 3)))
 
 
@@ -126,8 +135,9 @@ def open_study(cfg: SweepConfig, create: bool = True):
     if stored is None:
         study.set_user_attr("identity", cfg.identity())
     elif stored != cfg.identity():
-        changed = sorted(k for k in cfg.identity() if stored.get(k) != cfg.identity()[k])
-        raise UsageError(f"the sweep {cfg.study_name!r} in {cfg.directory} was run with other {', '.join(changed)}; "
+        now = cfg.identity()
+        changed = "; ".join(f"{k} {stored.get(k)!r}, not {now[k]!r}" for k in sorted(now) if stored.get(k) != now[k])
+        raise UsageError(f"the sweep {cfg.study_name!r} in {cfg.directory} was run with other settings ({changed}); "
                          "continue it with the same settings, or start another with --name")
     if study.trials:
         study.sampler = _sampler(optuna, cfg, len(study.trials))
@@ -146,10 +156,13 @@ def run_sweep(cfg: SweepConfig) -> Any:
     """Run the sweep until `cfg.trials` trials have finished (continuing a stored study); returns the study.
     StudyStorageError when the study's database fails."""
     optuna = optuna_module()
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     try:
         return _run_sweep(cfg)
+    except ArgumentError as e:  # --storage names no database SQLAlchemy can open (no such dialect, a bad URL)
+        raise UsageError(f"--storage {cfg.storage!r} is not a database URL SQLAlchemy can open ({e}); use one such "
+                         "as sqlite:////shared/dir/study.db or postgresql://user@host/db") from None
     except (SQLAlchemyError, sqlite3.Error, optuna.exceptions.StorageInternalError) as e:
         raise StudyStorageError(_storage_problem(e)) from e
 
@@ -166,6 +179,12 @@ def _storage_problem(error: BaseException) -> str:
 
 
 def _run_sweep(cfg: SweepConfig) -> Any:
+    # What the trials need fails before a study is stored: here the device and data, on a cluster its address.
+    if cfg.ray_address is None:
+        resolve_device(cfg.device)
+        load_split("train", cfg.dataset, data_dir=cfg.data_dir)
+    else:
+        check_ray_address(cfg.ray_address)
     study = open_study(cfg)
     remaining = cfg.trials - finished(study)
     if remaining <= 0:
@@ -196,8 +215,12 @@ def _on_ray(cfg: SweepConfig, shares: list[int], threads: int) -> None:
         raise UsageError("--ray needs Ray, which is not installed; install it with: pip install 'fmnist[ray]'") from None
     # On a cluster (--ray-address) every node must reach the study: pass --storage with a database URL they share
     # (or keep the SQLite file on a shared file system). A local Ray shares this machine's file.
-    ray.init(address=cfg.ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
+    try:
+        ray.init(address=cfg.ray_address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR")
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise UsageError(f"could not start or join Ray{f' at {cfg.ray_address}' if cfg.ray_address else ''}: {e}; "
+                         "check the address (`ray status` on the head node)") from None
     task = ray.remote(num_cpus=threads)(optimize)
     ray.get([task.remote(cfg, n, threads, None, i) for i, n in enumerate(shares)])
 
