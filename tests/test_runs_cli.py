@@ -76,3 +76,22 @@ def test_a_damaged_run_file_is_one_sentence_and_the_other_runs_still_list(cli, t
     assert r.exit_code == 0 and str(two_runs / "a") in r.stdout and "skipped:" in r.stderr, r.stderr
     r = cli("report", two_runs / "b")
     assert r.exit_code == 2 and "Traceback" not in r.stderr and file in r.stderr, r.stderr
+
+
+def test_an_unfinished_run_is_named_with_how_to_finish_it_and_a_file_is_not_a_directory(cli, two_runs):
+    stopped = two_runs / "stopped"
+    stopped.mkdir()
+    (stopped / "config.json").write_text("{}")
+    (stopped / "checkpoint.safetensors").write_bytes(b"")
+    r = cli("runs", two_runs, "--json")
+    assert r.exit_code == 0, r.stderr
+    (note,) = json.loads(r.stdout)["skipped"]
+    assert note.startswith(f"{stopped}: unfinished") and f"fmnist train --resume {stopped}" in note
+    (two_runs / "afile").write_text("x")
+    r = cli("runs", two_runs / "afile")
+    assert r.exit_code == 2 and "is a file, not a directory" in r.stderr
+
+
+def test_a_mistyped_recipe_gets_a_suggestion(cli):
+    r = cli("train", "fsat")
+    assert r.exit_code == 2 and "did you mean 'fast'?" in r.stderr

@@ -29,6 +29,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from fmnist import __version__
+from fmnist.checkpoint import CHECKPOINT_FILENAME
 from fmnist.config import RunConfig
 from fmnist.errors import DataError, FmnistError, UsageError
 from fmnist.fileio import write_json, write_text
@@ -324,11 +325,19 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
 def find_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
     """Every finished run directory under `root` (itself included), and one line per run that could not be read."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file, not a directory; pass the directory that holds your runs (default runs/)")
     if not root.is_dir():
         raise DataError(f"{root}: no such directory; pass the directory that holds your runs (default runs/)")
     records, problems = [], []
     candidates = [root] if is_run_dir(root) else []
     candidates += sorted(p.parent for p in root.rglob(METRICS_FILE) if p.parent != root and (p.parent / CONFIG_FILE).is_file())
+    # Runs whose training stopped (Ctrl-C, a crash, a lost machine) before the end: named, with how to finish them.
+    for checkpoint in sorted(root.rglob(CHECKPOINT_FILENAME)):
+        path = checkpoint.parent
+        if not (path / METRICS_FILE).exists() and (path / CONFIG_FILE).is_file() and replaced_by(path) is None:
+            problems.append(f"{path}: unfinished, its training stopped at a checkpoint; "
+                            f"`fmnist train --resume {shlex.quote(str(path))}` finishes it")
     for path in candidates:
         replacement = replaced_by(path)
         if replacement is not None:

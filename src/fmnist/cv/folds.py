@@ -63,7 +63,7 @@ def make_folds(labels: np.ndarray, k: int = 5, seed: int = 1, stratified: bool =
         smallest = int(counts[counts > 0].min())
         if smallest < k:
             raise UsageError(
-                f"--stratified --folds {k}: the rarest class has only {smallest} images, fewer than the folds; "
+                f"--stratified --folds {k}: the rarest class has only {smallest} image{'s' if smallest != 1 else ''}, fewer than the folds; "
                 "use fewer folds, more images (--limit), or drop --stratified"
             )
     folds = []

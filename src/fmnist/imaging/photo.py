@@ -97,10 +97,11 @@ def flatten_alpha(img: Image.Image, background: tuple[int, int, int] = (255, 255
         rgba = img.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba).convert("RGB")
     if img.mode.startswith("I") or img.mode == "F":
-        a = np.asarray(img, dtype=np.float32)
-        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-        a = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo) * 255
-        return Image.fromarray(np.nan_to_num(a).astype(np.uint8)).convert("RGB")
+        a = np.asarray(img, dtype=np.float32).copy()
+        a[~np.isfinite(a)] = 0.0  # NaN and infinite pixels (a float TIFF may hold them) count as black
+        lo, hi = float(a.min()), float(a.max())
+        a = np.zeros_like(a) if hi <= lo else (a.astype(np.float64) - lo) / (hi - lo) * 255
+        return Image.fromarray(np.rint(a).clip(0, 255).astype(np.uint8)).convert("RGB")
     try:
         return img.convert("RGB")
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import Any
 
@@ -18,7 +19,9 @@ def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise UsageError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}") from None
+        close = difflib.get_close_matches(str(name).lower(), list(RECIPES), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(f"unknown recipe {name!r}; {hint}known recipes: {', '.join(RECIPES)}") from None
 
 
 def changes(saved: dict[str, Any]) -> list[str]:
