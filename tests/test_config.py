@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fmnist.config import OptimizerConfig, Recipe, RunConfig, TrainOptions
+from fmnist.config import AugmentConfig, OptimizerConfig, Recipe, RunConfig, TrainOptions
 from fmnist.errors import UsageError
 from fmnist.recipes import get_recipe
 
@@ -67,3 +67,13 @@ def test_the_cli_refuses_bad_values_before_anything_is_written(cli, tiny_data_di
         r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", *args, "--out", out)
         assert r.exit_code == 2, (args, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_a_saved_true_false_setting_of_another_type_reads_as_it_trained():
+    # An older --set stored augment.flip=False as the string "False", which trained with flips on.
+    d = get_recipe("mlp").to_dict()
+    d["augment"]["flip"], d["tta_flip"] = "False", 0
+    r = Recipe.from_dict(d)
+    assert r.augment.flip is True and r.tta_flip is False
+    with pytest.raises(UsageError, match="flip must be true or false"):
+        AugmentConfig(flip="False")

@@ -132,3 +132,7 @@ def test_a_checkpoint_or_an_unfinished_run_given_as_a_model_says_how_to_finish_i
         with pytest.raises(DataError, match="stopped before the end") as e:
             load_model(given)
         assert "fmnist train --resume 'RUN'".replace("RUN", str(run)) in str(e.value)
+    fold = tmp_path / "r0-f0.checkpoint.safetensors"  # a cross-validation fold's, which cv itself resumes
+    fold.write_bytes(ckpt.read_bytes())
+    with pytest.raises(DataError, match="cross-validation fold's.*same `fmnist cv` command"):
+        load_model(fold)

@@ -87,6 +87,14 @@ def test_an_unfinished_run_is_named_with_how_to_finish_it_and_a_file_is_not_a_di
     assert r.exit_code == 0, r.stderr
     (note,) = json.loads(r.stdout)["skipped"]
     assert note.startswith(f"{stopped}: unfinished") and f"fmnist train --resume {stopped}" in note
+    # One that another process is training into now is not called stopped.
+    import os
+
+    from fmnist.rundir import exclusive
+
+    with exclusive(stopped):
+        (note,) = json.loads(cli("runs", two_runs, "--json").stdout)["skipped"]
+    assert note == f"{stopped}: training now (pid {os.getpid()}); listed once it finishes"
     (two_runs / "afile").write_text("x")
     r = cli("runs", two_runs / "afile")
     assert r.exit_code == 2 and "is a file, not a directory" in r.stderr

@@ -298,8 +298,8 @@ def test_decoding_past_the_deadline_answers_503_and_stops_before_the_next_image(
         assert "not decoded within 0.5 s" in message
         import time
 
-        time.sleep(0.4)  # the worker, past the deadline, takes no further image
-        assert len(prepared) <= 3, prepared
+        time.sleep(1.0)  # the worker, past the deadline, takes no further image (without the check: 5 by now)
+        assert 1 <= len(prepared) <= 2, prepared
         assert c.get("/healthz").status_code == 200
 
 

@@ -215,13 +215,20 @@ def test_two_settings_with_one_short_name_keep_their_full_names(cli, tiny_data_d
 def test_the_figure_draws_named_choices_as_categories():
     from fmnist.plots.sweep import sweep_figure
 
-    rows = [{"state": "COMPLETE", "accuracy": a, "seconds": s, "params": {"optimizer.name": o, "lr": lr}}
-            for a, s, o, lr in ((0.8, 1.0, "sgd", 0.1), (0.7, 2.0, "adam", 0.2), (0.75, 1.5, "sgd", 0.3))]
-    fig = sweep_figure(rows, [("optimizer.name", False), ("lr", True)])
+    rows = [{"state": "COMPLETE", "accuracy": a, "seconds": s, "params": {"optimizer.name": o, "lr": lr, "w": w}}
+            for a, s, o, lr, w in ((0.8, 1.0, "sgd", 0.1, None), (0.7, 2.0, "adam", 0.2, 2),
+                                   (0.75, 1.5, "sgd", 0.3, True))]
+    fig = sweep_figure(rows, [("optimizer.name", False), ("lr", True), ("w", False)],
+                       {"optimizer.name": ("adamw", "sgd", "adam"), "w": (2, None, True)})
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["sgd", "adam"]
+    # Every choice in the order given, tried or not.
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["adamw", "sgd", "adam"]
     points = ax.collections[0].get_offsets()
-    assert sorted(map(tuple, points.tolist())) == [(0.0, 75.0), (0.0, 80.0), (1.0, 70.0)]
+    assert sorted(map(tuple, points.tolist())) == [(1.0, 75.0), (1.0, 80.0), (2.0, 70.0)]
+    # A list mixing numbers, null and true/false: categories labelled as --set takes them, none left out.
+    ax = fig.axes[2]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["2", "null", "true"]
+    assert sorted(map(tuple, ax.collections[0].get_offsets().tolist())) == [(0.0, 70.0), (1.0, 80.0), (2.0, 75.0)]
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["finished", "best"]
 
 
@@ -244,3 +251,45 @@ def test_the_largest_seed_runs_and_continues(cli, tiny_data_dir, tmp_path):
         r = cli(*args, "--trials", trials)
         assert r.exit_code == 0, r.stderr
     assert len(json.loads(r.stdout)["trials"]) == 2
+
+
+def test_a_study_whose_choices_were_stored_otherwise_is_refused_not_a_traceback(cli, tiny_data_dir, tmp_path):
+    import optuna
+
+    from fmnist.sweep import SweepConfig
+    from fmnist.sweep.study import open_study
+
+    root = tmp_path / "s"
+    cfg = SweepConfig("mlp", (parse_param("flip=true,false"),), trials=2, limit=100, dataset="idx", root=root)
+    study = open_study(cfg)  # then a trial as an older version stored it: the strings "True" and "False"
+    study.add_trial(optuna.trial.create_trial(
+        params={"augment.flip": "False"}, value=0.5,
+        distributions={"augment.flip": optuna.distributions.CategoricalDistribution(("True", "False"))}))
+    r = cli("sweep", "mlp", "--param", "flip=true,false", "--limit", "100", "--data-dir", tiny_data_dir,
+            "--dataset", "idx", "--root", root, "--trials", "2")
+    assert r.exit_code == 2 and "drew augment.flip from ['True', 'False']" in r.stderr and "--name" in r.stderr, r.stderr
+
+
+def test_a_finished_sweep_reports_again_without_its_data(cli, tiny_data_dir, tmp_path):
+    args = ["sweep", "mlp", "--param", "epochs=1", "--limit", "100", "--dataset", "idx", "--root", tmp_path / "s",
+            "--trials", "1", "--json"]
+    r = cli(*args, "--data-dir", tiny_data_dir)
+    assert r.exit_code == 0, r.stderr
+    r = cli(*args, "--data-dir", tmp_path / "gone")  # nothing left to run: only the study is read
+    assert r.exit_code == 0, r.stderr
+    assert len(json.loads(r.stdout)["trials"]) == 1
+    r = cli(*[a if a != "1" else "2" for a in args], "--data-dir", tmp_path / "gone")  # one more to run: refused
+    assert r.exit_code == 2 and "does not exist" in r.stderr, r.stderr
+
+
+def test_ray_addresses_are_checked_only_where_they_are_host_and_port():
+    from fmnist.runtime import check_ray_address
+
+    for address in ("auto", "local", "anyscale://my-cluster"):
+        check_ray_address(address)  # left to Ray
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1", "[::1]:1"):
+        with pytest.raises(UsageError, match="nothing answers"):
+            check_ray_address(address, timeout_s=2)
+    for address in ("nohost", "host:port", "ray://host", "host:70000"):
+        with pytest.raises(UsageError, match="HOST:PORT"):
+            check_ray_address(address)

@@ -45,8 +45,10 @@ FORMAT = "fmnist-model"
 FORMAT_VERSION = 1
 _HEADER_KEYS = ("format", "format_version", "digest")  # the header's own keys, outside the digest
 MODEL_FILENAME = "model.safetensors"  # the model file inside a run directory
-# An unfinished run's training state (fmnist.train.resume writes it): not a model, but `train --resume` finishes it.
+# An unfinished run's training state (fmnist.train.resume writes it, marked with CHECKPOINT_FORMAT): not a model,
+# but `train --resume` finishes it.
 CHECKPOINT_FILENAME = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = "fmnist-checkpoint"
 # A model file's header is a few kB to a few hundred (one entry per tensor); safetensors would parse 100 MB of JSON.
 MAX_HEADER_BYTES = 16 * 2**20
 
@@ -213,12 +215,24 @@ def _open(path: Path) -> tuple[Any, dict[str, str]]:
         raise DataError(f"model file {path} {problem}; {fix}") from None
     metadata = f.metadata() or {}
     if metadata.get("format") != FORMAT:
-        if '"fmnist-checkpoint"' in metadata.get("fmnist", ""):
-            raise DataError(f"{path} is a training checkpoint, not a model file: its run stopped before the end; "
-                            f"finish it with `fmnist train --resume {shlex.quote(str(path.parent))}`")
+        if _is_checkpoint(metadata):
+            if path.name == CHECKPOINT_FILENAME:
+                raise DataError(f"{path} is a training checkpoint, not a model file: its run stopped before the end; "
+                                f"finish it with `fmnist train --resume {shlex.quote(str(path.parent))}`")
+            raise DataError(f"{path} is a training checkpoint, not a model file (a cross-validation fold's, by its "
+                            "name): run the same `fmnist cv` command again to finish the cross-validation")
         raise DataError(f"{path} is a safetensors file but not an fmnist model (no format={FORMAT!r} marker in "
                         "its metadata); pass a model file saved by `fmnist train`")
     return f, metadata
+
+
+def _is_checkpoint(metadata: dict[str, str]) -> bool:
+    """Whether a safetensors file's metadata is a training checkpoint's (fmnist.train.resume's header)."""
+    try:
+        header = json.loads(metadata.get("fmnist", ""))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(header, dict) and header.get("format") == CHECKPOINT_FORMAT
 
 
 def _diagnose(path: Path, error: Exception) -> tuple[str, str]:

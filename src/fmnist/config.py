@@ -32,13 +32,16 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _bool_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.type in ("bool", bool)}
+
+
 def _problems(checks: dict[str, bool], of: Any = None) -> list[str]:
     """The failed checks' sentences; with `of`, also each of its bool fields that holds anything but a bool (the
     string "False" would otherwise pass for true)."""
     if of is not None:
-        checks = {**checks, **{f"{f.name} must be true or false, got {getattr(of, f.name)!r}":
-                               isinstance(getattr(of, f.name), bool)
-                               for f in dataclasses.fields(of) if f.type in ("bool", bool)}}
+        checks = {**checks, **{f"{name} must be true or false, got {getattr(of, name)!r}":
+                               isinstance(getattr(of, name), bool) for name in sorted(_bool_fields(type(of)))}}
     return [what for what, ok in checks.items() if not ok]
 
 
@@ -274,6 +277,10 @@ def _build(cls: type, d: dict[str, Any], what: str) -> Any:
     unknown = set(d) - names
     if unknown:
         raise UsageError(f"unknown {what} fields: {sorted(unknown)}")
+    # A saved true/false setting that is a string or a number (`--set augment.flip=False` stored "False" before
+    # such values were refused) is read as what it trained as: its truth value, so "False" was true.
+    d = {k: bool(v) if isinstance(v, (str, int)) and not isinstance(v, bool) and k in _bool_fields(cls) else v
+         for k, v in d.items()}
     try:
         return cls(**d)
     except TypeError as e:

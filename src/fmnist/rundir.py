@@ -219,11 +219,10 @@ def exclusive(run_dir: Path) -> Iterator[None]:
     except ImportError:  # not on POSIX
         yield
         return
-    key = hashlib.sha256(str(run_dir.expanduser().resolve()).encode()).hexdigest()[:32]  # one key per directory
     try:
-        locks = cache_root() / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(locks / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        path = _lock_path(run_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError:
         yield
         return
@@ -237,6 +236,32 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
+    finally:
+        os.close(fd)
+
+
+def _lock_path(run_dir: Path) -> Path:
+    """The lock file of a run directory, in the cache: one per resolved path."""
+    key = hashlib.sha256(str(run_dir.expanduser().resolve()).encode()).hexdigest()[:32]
+    return cache_root() / "locks" / f"{key}.lock"
+
+
+def training_pid(run_dir: Path) -> int | None:
+    """The pid of the process training into `run_dir` now (holding its `exclusive` lock), or None."""
+    try:
+        import fcntl
+
+        fd = os.open(_lock_path(run_dir), os.O_RDONLY)
+    except (ImportError, OSError):  # no lock file: nothing ever trained there with this cache
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
+            return int(pid) if pid.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
     finally:
         os.close(fd)
 
@@ -336,8 +361,12 @@ def find_runs(root: str | os.PathLike) -> tuple[list[RunRecord], list[str]]:
     for checkpoint in sorted(root.rglob(CHECKPOINT_FILENAME)):
         path = checkpoint.parent
         if not (path / METRICS_FILE).exists() and (path / CONFIG_FILE).is_file() and replaced_by(path) is None:
-            problems.append(f"{path}: unfinished, its training stopped at a checkpoint; "
-                            f"`fmnist train --resume {shlex.quote(str(path))}` finishes it")
+            pid = training_pid(path)
+            if pid is not None:
+                problems.append(f"{path}: training now{f' (pid {pid})' if pid > 0 else ''}; listed once it finishes")
+            else:
+                problems.append(f"{path}: unfinished, its training stopped at a checkpoint; "
+                                f"`fmnist train --resume {shlex.quote(str(path))}` finishes it")
     for path in candidates:
         replacement = replaced_by(path)
         if replacement is not None:

@@ -162,13 +162,15 @@ RAY_CONNECT_TIMEOUT_S = 5.0
 
 
 def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
-    """A UsageError, within `timeout_s`, when nothing answers at a Ray cluster's HOST:PORT (or ray://HOST:PORT):
-    ray.init itself retries an unreachable address for minutes. "auto" and "local" are left to Ray."""
+    """A UsageError, within `timeout_s` (and a name lookup), when nothing answers at a Ray cluster's HOST:PORT (or
+    ray://HOST:PORT): ray.init itself retries an unreachable address for minutes. "auto", "local" and other schemes
+    are left to Ray."""
     import socket
 
-    if address.lower() in ("auto", "local"):
-        return
-    where = address.split("://", 1)[1] if "://" in address else address
+    scheme, _, rest = address.rpartition("://")
+    if address.lower() in ("auto", "local") or scheme.lower() not in ("", "ray"):
+        return  # Ray's own words, or another scheme (a hosted cluster's) that Ray resolves itself
+    where = rest
     host, _, port = where.rstrip("/").rpartition(":")
     host = host.strip("[]")  # [::1]:6379
     if not host or not port.isdigit() or not 0 < int(port) < 65536:

@@ -86,8 +86,8 @@ def sweep(
     rows = trial_rows(study, cfg)
     held = finished(study)
     if held > cfg.trials:
-        err.print(f"note: the sweep already held {held} finished trials, more than --trials {cfg.trials}, so none "
-                  f"was run; pass --trials {held + 5} (say) to run more", markup=False, soft_wrap=True)
+        err.print(f"note: the sweep holds {held} finished trials, more than --trials {cfg.trials}; pass a larger "
+                  "--trials to run more", markup=False, soft_wrap=True)
     paths = write_outputs(study, cfg)
     command = best_command(study, cfg)
     if as_json:

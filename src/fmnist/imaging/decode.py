@@ -21,7 +21,9 @@ ImageSource = Union[str, os.PathLike, bytes, BinaryIO]
 # off, EPS above all (it hands the file to Ghostscript, which an upload to the web service must never reach), and
 # the rarer decoders with them.
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "DIB", "GIF", "TIFF", "ICO", "PPM", "JPEG2000", "TGA", "AVIF")
-FORMATS_NAMED = "PNG, JPEG, WebP, BMP, GIF, TIFF, ICO, PNM, JPEG 2000, TGA or AVIF"
+# How messages name them (DIB is BMP's headerless kind).
+FORMAT_NAMES = {"PNG": "PNG", "JPEG": "JPEG", "WEBP": "WebP", "BMP": "BMP", "GIF": "GIF", "TIFF": "TIFF", "ICO": "ICO",
+                "PPM": "PNM", "JPEG2000": "JPEG 2000", "TGA": "TGA", "AVIF": "AVIF"}
 
 
 def open_image(source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
@@ -38,7 +40,7 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
         if not path.is_file():
             raise DataError(f"image file {name} is not a regular file; pass image files (PNG, JPEG, BMP, WebP, ...)")
         if path.stat().st_size == 0:
-            raise DataError(f"image file {name} is empty; pass a PNG, JPEG, WebP, BMP, GIF or TIFF image")
+            raise DataError(f"image file {name} is empty; pass a {formats_named()} image")
     elif isinstance(source, (bytes, bytearray)):
         source = io.BytesIO(source)
     try:
@@ -60,8 +62,8 @@ def open_image(source: ImageSource, name: str | None = None, max_pixels: int | N
         if _is_svg(source, name):
             raise DataError(f"image file {name} is an SVG drawing, which is vector graphics, not pixels; convert it to "
                             "PNG first (e.g. `rsvg-convert -o drawing.png drawing.svg`)") from None
-        raise DataError(f"image file {name} is corrupt or not an image in a format read here; pass a {FORMATS_NAMED} "
-                        "image") from None
+        raise DataError(f"image file {name} is corrupt or not an image in a format read here; pass a "
+                        f"{formats_named()} image") from None
     # TypeError: Pillow's TIFF reader on a strip offset that is not a whole number (found by benchmarks.fuzz).
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, struct_error) as e:
         raise DataError(f"image file {name} is corrupt or truncated ({e}); re-export or re-download it") from None
@@ -79,6 +81,12 @@ def readable_formats() -> tuple[str, ...]:
     """FORMATS that this Pillow has a reader for (AVIF came with Pillow 11.2; an older one lacks it)."""
     Image.init()
     return tuple(f for f in FORMATS if f in Image.OPEN)
+
+
+def formats_named() -> str:
+    """The formats this Pillow decodes, as messages name them: "PNG, JPEG, ... or AVIF"."""
+    names = [FORMAT_NAMES[f] for f in readable_formats() if f in FORMAT_NAMES]
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def _oriented(img: Image.Image) -> Image.Image:

@@ -98,8 +98,9 @@ def flatten_alpha(img: Image.Image, background: tuple[int, int, int] = (255, 255
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba).convert("RGB")
     if img.mode.startswith("I") or img.mode == "F":
         a = np.asarray(img, dtype=np.float32).copy()
-        a[~np.isfinite(a)] = 0.0  # NaN and infinite pixels (a float TIFF may hold them) count as black
-        lo, hi = float(a.min()), float(a.max())
+        finite = np.isfinite(a)  # a float TIFF may hold NaN or infinite pixels: stretched over the others, then black
+        lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0.0, 0.0)
+        a[~finite] = lo
         a = np.zeros_like(a) if hi <= lo else (a.astype(np.float64) - lo) / (hi - lo) * 255
         return Image.fromarray(np.rint(a).clip(0, 255).astype(np.uint8)).convert("RGB")
     try:

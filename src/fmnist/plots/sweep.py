@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -9,9 +10,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 
-def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> Figure:
+def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]],
+                 choices: dict[str, tuple[Any, ...]] | None = None) -> Figure:
     """One panel per parameter (name, log scale) plus one for seconds; `rows` hold "params", "accuracy" (a
-    fraction), "seconds" and "state" (COMPLETE, PRUNED) per trial."""
+    fraction), "seconds" and "state" (COMPLETE, PRUNED) per trial. A parameter with `choices` of which one is not
+    a number is drawn as categories, one tick per choice in the order given."""
+    choices = choices or {}
     panels = len(params) + 1
     fig = Figure(figsize=(3.2 * panels, 3.3), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
@@ -19,17 +23,17 @@ def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> 
     pruned = [r for r in rows if r["state"] == "PRUNED" and r["accuracy"] is not None]
     best = max(done, key=lambda r: r["accuracy"], default=None)
     for ax, (name, log) in zip(axes, params + [("seconds", False)]):
-        values = [r["seconds"] if name == "seconds" else r["params"].get(name) for r in done + pruned]
-        # Choices that are not numbers (an optimizer's name, true/false) are categories, one tick each.
-        present = [v for v in values if v is not None]
-        categories = list(dict.fromkeys(map(str, present))) if not all(map(_number, present)) else []
+        # Choices that are not all numbers (an optimizer's name, true/false, null) are categories, one tick each,
+        # labelled as --set takes them.
+        given = choices.get(name, ())
+        categories = [_label(c) for c in given] if not all(map(_number, given)) else []
         if categories:
             ax.set_xticks(range(len(categories)), categories)
             ax.set_xlim(-0.5, len(categories) - 0.5)
 
         def position(x: Any) -> float | None:
             if categories:
-                return categories.index(str(x)) if x is not None and str(x) in categories else None
+                return categories.index(_label(x)) if _label(x) in categories else None
             return x if _number(x) else None
 
         for group, style in ((done, {"color": "tab:blue", "label": "finished"}),
@@ -68,3 +72,7 @@ def sweep_figure(rows: list[dict[str, Any]], params: list[tuple[str, bool]]) -> 
 
 def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _label(x: Any) -> str:
+    return x if isinstance(x, str) else json.dumps(x)

@@ -109,6 +109,7 @@ class Service:
         self.ready = False
 
     async def start(self) -> None:
+        readable_formats()  # Pillow loads its image readers once, now, rather than in the first request
         self.batcher.start()
         h, w = self.predictor.meta.input_size
         for n in sorted({1, self.settings.max_batch}):  # warm up: first calls allocate and pick kernels
@@ -127,7 +128,7 @@ class Service:
         uploads = parse_uploads(request.headers.get("content-type", ""), body, s.max_images)
         try:
             if all(_small(u.data, s.inline_bytes) for u in uploads):
-                results = _prepare_all(uploads, mode, s.max_pixels, deadline)
+                results = _prepare_all(uploads, mode, s.max_pixels)  # tiny images: decoded at once, here
             else:
                 # The deadline covers decoding too: the worker stops before its next image once it has passed, so
                 # a request of many large images (or one whose client has gone) holds no core past its deadline.

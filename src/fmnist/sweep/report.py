@@ -60,6 +60,8 @@ def write_outputs(study, cfg: SweepConfig) -> dict[str, Path]:
     paths = {"trials": cfg.directory / "trials.json", "figure": cfg.directory / "sweep.png"}
     write_json(paths["trials"], {"sweep": cfg.study_name, "identity": cfg.identity(), "trials": rows,
                                  "best_command": best_command(study, cfg)})
-    fig = sweep_figure(rows, [(labels(cfg.params)[p.key], p.kind == "log") for p in cfg.params])
+    names = labels(cfg.params)
+    fig = sweep_figure(rows, [(names[p.key], p.kind == "log") for p in cfg.params],
+                       {names[p.key]: p.choices for p in cfg.params if p.kind == "choice"})
     save_figure(fig, paths["figure"])
     return paths

@@ -139,9 +139,23 @@ def open_study(cfg: SweepConfig, create: bool = True):
         changed = "; ".join(f"{k} {stored.get(k)!r}, not {now[k]!r}" for k in sorted(now) if stored.get(k) != now[k])
         raise UsageError(f"the sweep {cfg.study_name!r} in {cfg.directory} was run with other settings ({changed}); "
                          "continue it with the same settings, or start another with --name")
+    _check_choices(study, cfg)
     if study.trials:
         study.sampler = _sampler(optuna, cfg, len(study.trials))
     return study
+
+
+def _check_choices(study, cfg: SweepConfig) -> None:
+    """A UsageError when the stored trials drew from other choices than these parameters' (a study made before
+    true/false were read as booleans holds the strings "True" and "False", which describe alike)."""
+    for p in cfg.params:
+        if p.kind != "choice":
+            continue
+        for t in study.trials:
+            stored = t.distributions.get(p.key)
+            if stored is not None and tuple(stored.choices) != tuple(p.choices):
+                raise UsageError(f"the sweep {cfg.study_name!r} in {cfg.directory} drew {p.key} from "
+                                 f"{list(stored.choices)!r}, not {list(p.choices)!r}; start another with --name")
 
 
 def finished(study) -> int:
@@ -161,8 +175,15 @@ def run_sweep(cfg: SweepConfig) -> Any:
     try:
         return _run_sweep(cfg)
     except ArgumentError as e:  # --storage names no database SQLAlchemy can open (no such dialect, a bad URL)
+        if cfg.storage is None:
+            raise StudyStorageError(_storage_problem(e)) from e
         raise UsageError(f"--storage {cfg.storage!r} is not a database URL SQLAlchemy can open ({e}); use one such "
                          "as sqlite:////shared/dir/study.db or postgresql://user@host/db") from None
+    except ImportError as e:  # --storage postgresql://... without its driver (psycopg2), mysql://... without its
+        if cfg.storage is None:
+            raise
+        raise UsageError(f"--storage {cfg.storage!r} needs a database driver that is not installed ({e}); install "
+                         "it (e.g. pip install psycopg2-binary for postgresql://) or use sqlite:///PATH") from None
     except (SQLAlchemyError, sqlite3.Error, optuna.exceptions.StorageInternalError) as e:
         raise StudyStorageError(_storage_problem(e)) from e
 
@@ -179,16 +200,17 @@ def _storage_problem(error: BaseException) -> str:
 
 
 def _run_sweep(cfg: SweepConfig) -> Any:
-    # What the trials need fails before a study is stored: here the device and data, on a cluster its address.
-    if cfg.ray_address is None:
-        resolve_device(cfg.device)
-        load_split("train", cfg.dataset, data_dir=cfg.data_dir)
-    else:
-        check_ray_address(cfg.ray_address)
+    # What the trials need fails before a new study is stored; a stored one that needs no more trials is only read
+    # (its report, on a machine without the data).
+    stored = cfg.storage is not None or (cfg.directory / "study.db").exists()
+    if not stored:
+        _check_can_run(cfg)
     study = open_study(cfg)
     remaining = cfg.trials - finished(study)
     if remaining <= 0:
         return study
+    if stored:
+        _check_can_run(cfg)
     workers = min(cfg.jobs, remaining)
     threads = max(1, available_cores() // workers)  # on Ray: the CPUs each task asks for
     shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
@@ -206,6 +228,15 @@ def _run_sweep(cfg: SweepConfig) -> Any:
                 interrupt_workers(pool)
                 raise
     return open_study(cfg)
+
+
+def _check_can_run(cfg: SweepConfig) -> None:
+    """A UsageError or DataError when trials cannot run: here no such device or no data, on a cluster no answer."""
+    if cfg.ray_address is None:
+        resolve_device(cfg.device)
+        load_split("train", cfg.dataset, data_dir=cfg.data_dir)
+    else:
+        check_ray_address(cfg.ray_address)
 
 
 def _on_ray(cfg: SweepConfig, shares: list[int], threads: int) -> None:

@@ -24,12 +24,12 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from fmnist.checkpoint import CHECKPOINT_FILENAME
+from fmnist.checkpoint import CHECKPOINT_FILENAME, CHECKPOINT_FORMAT
 from fmnist.errors import DataError
 from fmnist.fileio import atomic_write
 from fmnist.train.stats import EpochStats
 
-FORMAT = "fmnist-checkpoint"
+FORMAT = CHECKPOINT_FORMAT
 VERSION = 1
 CHECKPOINT_FILE = CHECKPOINT_FILENAME
 
