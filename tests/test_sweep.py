@@ -235,7 +235,7 @@ def test_the_figure_draws_named_choices_as_categories():
 @pytest.mark.parametrize("extra, fragment", [
     (["--seed", "-1"], "--seed"), (["--seed", "4294967296"], "--seed"), (["--precision", "bogus"], "--precision"),
     (["--storage", "bogus://x"], "not a database URL"), (["--ray-address", "127.0.0.1:1"], "nothing answers"),
-    (["--ray-address", "nohost"], "HOST:PORT"),
+    (["--ray-address", "nohost"], "HOST:PORT"), (["--device", "tpu"], "unknown device 'tpu'"),
 ])
 def test_options_that_cannot_work_fail_before_a_study_is_stored(cli, tiny_data_dir, tmp_path, extra, fragment):
     r = cli("sweep", "mlp", "--param", "epochs=1,2", "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx",

@@ -10,7 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, complete_recipe, err, out, print_json, settings
+from fmnist.cli.common import (
+    DataDirOption,
+    DatasetOption,
+    DeviceOption,
+    JsonOption,
+    complete_recipe,
+    err,
+    out,
+    print_json,
+    settings,
+)
 
 
 def sweep(
@@ -38,6 +48,7 @@ def sweep(
     root: Annotated[Path, typer.Option("--root", help="Where sweeps live.")] = Path("runs/sweeps"),
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
+    device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search a recipe's settings with Optuna (TPE sampler, median pruner on the per-epoch held-out accuracy).
@@ -54,7 +65,7 @@ def sweep(
     from fmnist.sweep.report import best_command, trial_rows, write_outputs
     from fmnist.sweep.study import StudyStorageError, finished
 
-    s = settings(ctx, data_dir=data_dir, dataset=dataset)
+    s = settings(ctx, data_dir=data_dir, dataset=dataset, device=device)
     if not param:
         from fmnist.recipes import get_recipe
 
