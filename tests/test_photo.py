@@ -66,6 +66,19 @@ def test_an_uneven_background_is_background():
     assert left > 50 and right < 200  # the dark left side was not taken for the article
 
 
+def test_an_article_cropped_tight_along_an_edge_is_found_and_the_background_stays_flat():
+    # A bag photographed edge to edge: its body fills 60% of the bottom edge, its handle reaches the top one. The
+    # background fit once took the bottom edge for a darker background and found "no article".
+    img = article(size=(400, 400), box=(80, 120, 320, 400))
+    canvas = np.asarray(img).copy()
+    canvas[0:120, 180:220] = (40, 30, 90)  # the handle, up to the top edge
+    steps = photo_steps(Image.fromarray(canvas))
+    background = estimate_background(working_array(Image.fromarray(canvas)))
+    assert np.allclose(background, np.array([250, 250, 247]) / 255, atol=0.03)
+    top, left, bottom, right = steps.box
+    assert top <= 3 and bottom >= 253 and steps.image.max() == 255  # edge to edge, less the speck filter
+
+
 def test_a_transparent_cutout_is_an_article_on_white():
     rgba = np.zeros((300, 200, 4), np.uint8)
     rgba[50:250, 60:140] = (30, 30, 30, 255)  # an opaque dark article; the rest fully transparent (RGB 0: black!)

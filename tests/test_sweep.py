@@ -32,6 +32,7 @@ def test_parameters_parse(spec, kind, low, high, choices):
     ("lr=0.1:0.2:cubic", "unknown range"), ("lr=nan:1", "finite"),
     ("val_fraction=0.1,0.5", "cannot be swept"), ("validation=test,none", "cannot be swept"),
     ("name=a,b", "cannot be swept"), ("optimizer.betas=[0.9,0.99]", "lists or objects"),
+    ("optimizer.betas=0.9,0.99", "lists or objects"), ("augment.resize=20,2", "lists or objects"),
 ])
 def test_bad_parameters_are_one_sentence(spec, fragment):
     with pytest.raises(UsageError, match=fragment):

@@ -77,7 +77,7 @@ def sweep(
                       storage=storage, root=root)
     configure_process()
     err.print(f"sweep {cfg.study_name}: " + "; ".join(p.describe() for p in cfg.params)
-              + f"; {cfg.trials} trials in {cfg.directory}", markup=False, soft_wrap=True)
+              + f"; {cfg.trials} trial{'s' if cfg.trials != 1 else ''} in {cfg.directory}", markup=False, soft_wrap=True)
     try:
         with sigterm_as_ctrl_c():
             study = run_sweep(cfg)

@@ -170,11 +170,14 @@ def image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
 
 
 def required_image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
-    """`image_files(paths)`, or a DataError saying where none was found (`predict`, `preprocess`)."""
+    """`image_files(paths)`, or a DataError saying where none was found (`predict`, `preprocess`): no files at
+    all, or a directory among the arguments that holds none (it would be passed over in silence)."""
     files = image_files(paths)
-    if not files:
-        folders = [p for p in map(Path, paths) if p.is_dir() and any(q.is_dir() for q in p.iterdir())]
+    empty = [p for p in map(Path, paths) if p.is_dir() and not image_files([p])]
+    if not files or empty:
+        where = empty or list(map(Path, paths))
+        folders = [p for p in where if p.is_dir() and any(q.is_dir() for q in p.iterdir())]
         hint = (f"; {folders[0]} holds folders: images sorted into class folders are scored with "
                 f"`fmnist evaluate MODEL --images {folders[0]}`" if folders else "")
-        raise DataError(f"no image files in {', '.join(map(str, paths))} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
+        raise DataError(f"no image files in {', '.join(map(str, where))} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
     return files

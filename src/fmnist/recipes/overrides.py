@@ -38,6 +38,14 @@ def canonical(key: str) -> str:
                      f"{', '.join(known)}")
 
 
+def default_value(key: str) -> Any:
+    """A setting's default (`key` as `canonical` gives it); None for an architecture's argument."""
+    group, _, field = key.rpartition(".")
+    if group == "model_args":
+        return None
+    return getattr(getattr(_DEFAULT, group), field) if group else getattr(_DEFAULT, key)
+
+
 def _group_type(group: str) -> type:
     """The config class of a group of settings (OptimizerConfig for "optimizer", ...)."""
     return type(getattr(_DEFAULT, group))

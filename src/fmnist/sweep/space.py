@@ -8,7 +8,7 @@ from typing import Any
 
 from fmnist.config import ABOUT
 from fmnist.errors import UsageError
-from fmnist.recipes.overrides import canonical, parse_value
+from fmnist.recipes.overrides import canonical, default_value, parse_value
 
 KINDS = ("float", "log", "int", "choice")
 
@@ -72,7 +72,7 @@ def parse_param(spec: str) -> Param:
     if key in FIXED:
         raise UsageError(f"--param {key} cannot be swept: a sweep scores every trial on one held-out split of the "
                          "training images and keeps the recipe's name and description; sweep its training settings")
-    if "[" in body or "{" in body:
+    if "[" in body or "{" in body or isinstance(default_value(key), (list, tuple, dict)):
         raise UsageError(f"--param {spec!r}: settings whose values are lists or objects (such as optimizer.betas "
                          "or augment.resize) cannot be swept; sweep numbers, names or true/false")
     if "," in body or ":" not in body:
