@@ -4,7 +4,8 @@ A test image is a negated product photo: pixel v (0..255) is how much darker tha
 article was. Each distortion turns it back into something a camera or a shop might produce, in ways the photo
 pipeline does not simply undo: smooth upscaling by 8-30x, the article's grey levels remapped to a colour and a
 tone curve, a background that is not #fdfdfd (off-white, grey, dark, a gradient, a texture), a soft shadow, JPEG,
-an off-centre placement with any margin, a small rotation, a transparent cut-out, sensor noise.
+an off-centre placement with any margin, a photo cropped tight to the article (no margin: it touches the edges),
+a small rotation, a transparent cut-out, sensor noise.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 DISTORTIONS = ("white", "off-white", "light-grey", "dark", "gradient", "texture", "shadow", "jpeg", "off-centre",
-               "rotated", "cutout", "noise", "everything")
+               "tight", "rotated", "cutout", "noise", "everything")
 
 
 def _presence(img28: np.ndarray, scale: int) -> np.ndarray:
@@ -57,6 +58,8 @@ def photo(img28: np.ndarray, distortion: str, rng: np.random.Generator) -> Image
     margin = float(rng.uniform(0.05, 0.6)) if distortion in ("off-centre",) or every else 0.15
     s = presence.shape[0]
     h, w = int(s * (1 + 2 * margin)), int(s * (1 + 2 * margin) * float(rng.uniform(1.0, 1.4)))
+    if distortion == "tight":  # cropped to the article's frame: it touches the photo's edges, as in the dataset
+        h = w = s
     canvas = _canvas(h, w, background, rng)
     if distortion in ("off-centre",) or every:
         top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))

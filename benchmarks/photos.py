@@ -7,7 +7,7 @@
 The images are made from the *test* set (benchmarks.photo_synth says how: smooth upscaling by 8-30x, the grey
 levels remapped to a coloured article of random tone, backgrounds that are off-white, grey, dark, a gradient or a
 texture, a soft shadow, JPEG at quality 60-90, off-centre with margins of 5-60%, rotations of up to 6 degrees,
-RGBA cut-outs, noise; "everything" draws all of them at once). The same test images, untouched, give the
+RGBA cut-outs, photos cropped tight to the article, noise; "everything" draws all of them at once). The same test images, untouched, give the
 reference accuracy. Every image goes through `fmnist.imaging.prepare` as `fmnist predict` would, then through the
 model's one inference path. Nothing is chosen on these figures: the pipeline's constants were set by looking at
 generated sheets of training images, and the model was trained on the training set only.
