@@ -66,17 +66,19 @@ def test_an_uneven_background_is_background():
     assert left > 50 and right < 200  # the dark left side was not taken for the article
 
 
-def test_an_article_cropped_tight_along_an_edge_is_found_and_the_background_stays_flat():
-    # A bag photographed edge to edge: its body fills 60% of the bottom edge, its handle reaches the top one. The
-    # background fit once took the bottom edge for a darker background and found "no article".
-    img = article(size=(400, 400), box=(80, 120, 320, 400))
-    canvas = np.asarray(img).copy()
-    canvas[0:120, 180:220] = (40, 30, 90)  # the handle, up to the top edge
-    steps = photo_steps(Image.fromarray(canvas))
-    background = estimate_background(working_array(Image.fromarray(canvas)))
-    assert np.allclose(background, np.array([250, 250, 247]) / 255, atol=0.03)
-    top, left, bottom, right = steps.box
-    assert top <= 3 and bottom >= 253 and steps.image.max() == 255  # edge to edge, less the speck filter
+@pytest.mark.parametrize("side", ["left", "corner"])
+def test_a_shadow_along_part_of_the_border_stays_background(side):
+    # A darker band (a shadow) over part of the border: the first fit, from every border pixel, takes it in.
+    photo = np.asarray(article(size=(300, 300), box=(120, 80, 180, 220)), np.float32)
+    shade = np.ones((300, 300), np.float32)
+    ramp = np.linspace(0.7, 1.0, 90)
+    if side == "left":
+        shade[:, :90] = ramp[None, :]
+    else:
+        shade[:90, :90] = np.minimum(ramp[None, :], ramp[:, None])
+    steps = photo_steps(Image.fromarray((photo * shade[..., None]).clip(0, 255).astype(np.uint8)))
+    top, left, bottom, right = steps.box  # the article and its sleeve: rows 68-188, columns 60-154 (working pixels)
+    assert left >= 55 and top >= 60, steps.box
 
 
 def test_a_transparent_cutout_is_an_article_on_white():
