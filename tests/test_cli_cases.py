@@ -353,10 +353,11 @@ def test_preprocess_on_a_folder_of_class_folders_says_where_to_look(cli, tmp_pat
     r = cli("preprocess", tmp_path / "photos", "--out", tmp_path / "views")
     assert r.exit_code == 2 and "no image files" in r.stderr and "--images" in r.stderr, r.stderr
     assert not (tmp_path / "views").exists()
-    # Beside image files too: the folder is named, not passed over in silence.
+    # Beside image files too: the folder is named and skipped (exit 2), not passed over in silence; the rest is done.
     Image.new("L", (28, 28)).save(tmp_path / "shirt.png")
     r = cli("preprocess", tmp_path / "shirt.png", tmp_path / "photos", "--out", tmp_path / "views")
-    assert r.exit_code == 2 and f"no image files in {tmp_path / 'photos'} " in r.stderr and "--images" in r.stderr
+    assert r.exit_code == 2 and f"skipped: no image files in {tmp_path / 'photos'} " in r.stderr and "--images" in r.stderr
+    assert (tmp_path / "views" / "shirt.png").is_file()
 
 
 def test_shell_completion_offers_recipe_names():

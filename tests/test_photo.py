@@ -219,9 +219,11 @@ def test_predict_reports_the_mode_and_confidence_and_skips_a_blank_image(cli, ti
     assert first["preprocess"] == "photo" and isinstance(first["confident"], bool) and len(first["probabilities"]) == 10
     assert second["path"].endswith("blank.png") and "found no article" in second["error"]
     # In the order given, a failure where its file stands (as the web service answers).
-    r = cli("predict", run, tmp_path / "blank.png", tmp_path / "shirt.jpg", "--json")
+    (tmp_path / "empty").mkdir()
+    r = cli("predict", run, tmp_path / "blank.png", tmp_path / "shirt.jpg", tmp_path / "empty", "--json")
+    assert r.exit_code == 2
     assert [("error" in row, row["path"].rsplit("/", 1)[-1]) for row in json.loads(r.stdout)] == [
-        (True, "blank.png"), (False, "shirt.jpg")]
+        (True, "blank.png"), (False, "shirt.jpg"), (True, "empty")]  # a folder of no images is named too
 
 
 def test_init_starts_from_a_model_and_refuses_another_architecture(cli, tiny_data_dir, tmp_path):

@@ -31,20 +31,21 @@ def predict(
     Exit code 0 when every file was predicted, 2 when some could not be read.
     """
     from fmnist.export import load_predictor
-    from fmnist.imaging import check_mode, required_image_files
+    from fmnist.imaging import check_mode, empty_folders, required_image_files
     from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, device=device)
     check_mode(preprocess)
+    files = required_image_files(images)  # before the model loads: a wrong path fails at once
     configure_process()
     predictor = load_predictor(model, backend, device=resolve_device(s.device))
-    files = required_image_files(images)
     predictions, failed = predictor.predict_files(files, mode=preprocess)
+    empty = empty_folders(images)  # named and skipped like an unreadable file
     if as_json:
         # In the order the files were given, as the web service answers; a file that failed gets its reason.
         reasons, predicted = dict(failed), iter(predictions)
         print_json([{"path": str(f), "error": reasons[str(f)]} if str(f) in reasons else next(predicted).to_dict()
-                    for f in files])
+                    for f in files] + [{"path": path, "error": why} for path, why in empty])
     else:
         # The file name whole, first and on one line where it fits, so a row can be matched to its file; the other
         # cells wrap or fold rather than end in an ellipsis.
@@ -57,6 +58,7 @@ def predict(
                           escape(top), p.preprocess)
         if predictions:
             out.print(table)
+    failed += empty
     for _, why in failed:  # on stderr with --json too: stdout stays the one document
         err.print(f"skipped: {why}", markup=False, soft_wrap=True)
     if failed:

@@ -28,14 +28,15 @@ def preprocess(
     from fmnist.cli.outputs import check_out_dir
     from fmnist.errors import DataError
     from fmnist.fileio import atomic_path
-    from fmnist.imaging import check_mode, open_image, prepare, required_image_files
+    from fmnist.imaging import check_mode, empty_folders, open_image, prepare, required_image_files
     from fmnist.paths import safe_name
     from fmnist.plots.photos import plot_preprocessing
 
     check_mode(mode)
     check_out_dir(out_dir, overwrite, "the preprocessed images")
-    written, failed, used = [], [], set()
-    for path in required_image_files(images):
+    files = required_image_files(images)
+    written, failed, used = [], [{"path": path, "error": why} for path, why in empty_folders(images)], set()
+    for path in files:
         try:
             original = open_image(path)
             result = prepare(original, mode)

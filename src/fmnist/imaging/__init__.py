@@ -3,6 +3,7 @@
 from fmnist.imaging.decode import (
     IMAGE_SUFFIXES,
     ImageSource,
+    empty_folders,
     image_files,
     open_image,
     readable_formats,
@@ -35,6 +36,7 @@ __all__ = [
     "PhotoSteps",
     "Preprocessed",
     "check_mode",
+    "empty_folders",
     "encode_image",
     "image_files",
     "required_image_files",

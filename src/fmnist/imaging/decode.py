@@ -170,14 +170,22 @@ def image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
 
 
 def required_image_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
-    """`image_files(paths)`, or a DataError saying where none was found (`predict`, `preprocess`): no files at
-    all, or a directory among the arguments that holds none (it would be passed over in silence)."""
+    """`image_files(paths)`, or a DataError saying where none was found (`predict`, `preprocess`). A directory
+    among them that holds none is for the caller to report (`empty_folders`) while the rest are used."""
     files = image_files(paths)
-    empty = [p for p in map(Path, paths) if p.is_dir() and not image_files([p])]
-    if not files or empty:
-        where = empty or list(map(Path, paths))
-        folders = [p for p in where if p.is_dir() and any(q.is_dir() for q in p.iterdir())]
-        hint = (f"; {folders[0]} holds folders: images sorted into class folders are scored with "
-                f"`fmnist evaluate MODEL --images {folders[0]}`" if folders else "")
-        raise DataError(f"no image files in {', '.join(map(str, where))} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
+    if not files:
+        raise DataError(_no_images(list(map(Path, paths))))
     return files
+
+
+def empty_folders(paths: list[str | os.PathLike] | list[Path]) -> list[tuple[str, str]]:
+    """(directory, why) for each directory among `paths` that holds no image files, so it is named, not passed
+    over in silence."""
+    return [(str(p), _no_images([p])) for p in map(Path, paths) if p.is_dir() and not image_files([p])]
+
+
+def _no_images(where: list[Path]) -> str:
+    folders = [p for p in where if p.is_dir() and any(q.is_dir() and not q.name.startswith(".") for q in p.iterdir())]
+    hint = (f"; {folders[0]} holds folders: images sorted into class folders are scored with "
+            f"`fmnist evaluate MODEL --images {folders[0]}`" if folders else "")
+    return f"no image files in {', '.join(map(str, where))} (looked for {', '.join(IMAGE_SUFFIXES)}){hint}"
