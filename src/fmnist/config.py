@@ -279,8 +279,8 @@ def _build(cls: type, d: dict[str, Any], what: str) -> Any:
         raise UsageError(f"unknown {what} fields: {sorted(unknown)}")
     # A saved true/false setting that is a string or a number (`--set augment.flip=False` stored "False" before
     # such values were refused) is read as what it trained as: its truth value, so "False" was true.
-    d = {k: bool(v) if isinstance(v, (str, int)) and not isinstance(v, bool) and k in _bool_fields(cls) else v
-         for k, v in d.items()}
+    bools = _bool_fields(cls)
+    d = {k: bool(v) if k in bools and isinstance(v, (str, int)) and not isinstance(v, bool) else v for k, v in d.items()}
     try:
         return cls(**d)
     except TypeError as e:

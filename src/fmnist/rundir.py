@@ -230,8 +230,8 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
-            raise UsageError(f"another fmnist process{f' (pid {pid})' if pid.isdigit() else ''} is training into "
+            pid = _holder(fd)
+            raise UsageError(f"another fmnist process{f' (pid {pid})' if pid > 0 else ''} is training into "
                              f"{run_dir}; wait for it to finish, or pass another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -246,6 +246,12 @@ def _lock_path(run_dir: Path) -> Path:
     return cache_root() / "locks" / f"{key}.lock"
 
 
+def _holder(fd: int) -> int:
+    """The pid `exclusive` wrote into the lock file open at `fd`; -1 where it is not readable."""
+    pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
+    return int(pid) if pid.isdigit() else -1
+
+
 def training_pid(run_dir: Path) -> int | None:
     """The pid of the process training into `run_dir` now (holding its `exclusive` lock), or None."""
     try:
@@ -258,8 +264,7 @@ def training_pid(run_dir: Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
-            return int(pid) if pid.isdigit() else -1
+            return _holder(fd)
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:

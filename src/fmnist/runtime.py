@@ -170,8 +170,7 @@ def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) ->
     scheme, _, rest = address.rpartition("://")
     if address.lower() in ("auto", "local") or scheme.lower() not in ("", "ray"):
         return  # Ray's own words, or another scheme (a hosted cluster's) that Ray resolves itself
-    where = rest
-    host, _, port = where.rstrip("/").rpartition(":")
+    host, _, port = rest.rstrip("/").rpartition(":")
     host = host.strip("[]")  # [::1]:6379
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"--ray-address {address!r} is not HOST:PORT (e.g. 10.0.0.5:6379, the head node's address "

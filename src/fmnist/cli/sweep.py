@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -120,9 +119,9 @@ def sweep(
 
 
 def _fmt(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)  # as --set takes it: true, false, null
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    from fmnist.recipes.overrides import format_value
+
+    return f"{value:.4g}" if isinstance(value, float) else format_value(value)  # true, false, null as --set takes them
 
 
 def register(app: typer.Typer) -> None:

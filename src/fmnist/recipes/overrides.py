@@ -62,6 +62,12 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+def format_value(value: Any) -> str:
+    """A value as `--set` and `--param` read it back (parse_value's inverse): strings as they are, the rest as JSON
+    (true, not Python's True; null, not None)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def override(recipe: Recipe, key: str, value: Any) -> Recipe:
     """`recipe` with one setting changed (validated by the recipe's own checks)."""
     key = canonical(key)

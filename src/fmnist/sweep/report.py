@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from fmnist.fileio import write_json
 from fmnist.plots.figure import save_figure
 from fmnist.plots.sweep import sweep_figure
+from fmnist.recipes.overrides import format_value
 from fmnist.sweep.space import labels
 from fmnist.sweep.study import SweepConfig
 
@@ -37,7 +37,7 @@ def best_command(study, cfg: SweepConfig) -> str | None:
     except ValueError:  # no finished trial yet
         return None
     words = ["fmnist", "train", cfg.recipe] + [w for p in cfg.params
-                                               for w in ("--set", f"{p.key}={_setting(best.params[p.key])}")]
+                                               for w in ("--set", f"{p.key}={format_value(best.params[p.key])}")]
     if cfg.seed != 0:
         words += ["--seed", cfg.seed]
     if cfg.precision != "recipe":
@@ -47,11 +47,6 @@ def best_command(study, cfg: SweepConfig) -> str | None:
     if cfg.data_dir is not None:
         words += ["--data-dir", cfg.data_dir]
     return " ".join(shlex.quote(str(w)) for w in words)
-
-
-def _setting(value: Any) -> str:
-    """A value as `--set` reads it back: strings as they are, the rest as JSON (true, not Python's True)."""
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def write_outputs(study, cfg: SweepConfig) -> dict[str, Path]:
