@@ -15,7 +15,7 @@ MAX_LINES = 400
 
 # Ground floor first. A module may import modules of its own layer or of layers below, never above.
 LAYERS = [
-    ["fmnist", "fmnist.errors", "fmnist.paths", "fmnist.fileio"],
+    ["fmnist", "fmnist.errors", "fmnist.paths", "fmnist.fileio", "fmnist.runlock"],
     ["fmnist.config"],
     ["fmnist.runtime"],
     ["fmnist.data"],

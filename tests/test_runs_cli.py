@@ -90,7 +90,7 @@ def test_an_unfinished_run_is_named_with_how_to_finish_it_and_a_file_is_not_a_di
     # One that another process is training into now is not called stopped.
     import os
 
-    from fmnist.rundir import exclusive
+    from fmnist.runlock import exclusive
 
     with exclusive(stopped):
         (note,) = json.loads(cli("runs", two_runs, "--json").stdout)["skipped"]

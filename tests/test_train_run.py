@@ -95,7 +95,7 @@ def test_unknown_recipe_and_bad_options_exit_2(cli, tiny_data_dir):
 
 
 def test_a_run_directory_in_use_is_refused(cli, tiny_data_dir, tmp_path):
-    from fmnist.rundir import exclusive
+    from fmnist.runlock import exclusive
 
     run_dir = tmp_path / "run"
     with exclusive(run_dir):  # as another process training into it holds it

@@ -51,7 +51,7 @@ _TEMPORARY = re.compile(r"^\..+\.(tmp|[0-9a-f]{8}\.[A-Za-z0-9]+)$")
 def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that writes into `directory` left when their process was killed outright (or
     stopped twice in a row) before it could delete them; returns them. Only for a directory no other process
-    writes in at the time (a run directory, held by rundir.exclusive)."""
+    writes in at the time (a run directory, held by runlock.exclusive)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []

@@ -35,13 +35,13 @@ from fmnist.rundir import (
     MODEL_FILE,
     RunMetrics,
     check_directory_path,
-    exclusive,
     is_run_dir,
     previous_run,
     set_aside,
     write_config,
     write_results,
 )
+from fmnist.runlock import exclusive
 from fmnist.runtime import resolve_device
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainResult, fit
 from fmnist.train.resume import CHECKPOINT_FILE

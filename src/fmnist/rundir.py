@@ -10,10 +10,8 @@ never the raw dicts. Directories written by earlier versions of this code load t
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -24,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -33,7 +31,7 @@ from fmnist.checkpoint import CHECKPOINT_FILENAME
 from fmnist.config import RunConfig
 from fmnist.errors import DataError, FmnistError, UsageError
 from fmnist.fileio import write_json, write_text
-from fmnist.paths import cache_root
+from fmnist.runlock import training_pid
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -203,72 +201,6 @@ def replaced_by(path: Path) -> Path | None:
     if name.startswith(".") and name.endswith(PREVIOUS_SUFFIX) and len(name) > len(PREVIOUS_SUFFIX) + 1:
         return path.parent / name[1 : -len(PREVIOUS_SUFFIX)]
     return None
-
-
-@contextlib.contextmanager
-def exclusive(run_dir: Path) -> Iterator[None]:
-    """Hold the run directory for the block: a second process training into it (two `--overwrite`s, a `--resume`
-    of a run still training) is refused with UsageError instead of mixing its files with this one's.
-
-    The lock is an flock on a file in the cache named after the directory's resolved path (symlinks and `..`
-    followed), so it holds across the renames `--overwrite` does and leaves nothing in the run; processes with
-    different caches (FMNIST_CACHE) do not see each other's locks. The kernel drops it when the process ends, however it
-    ends. Where no lock can be taken (no fcntl, an unwritable cache) the run goes on unguarded."""
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX
-        yield
-        return
-    try:
-        path = _lock_path(run_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _holder(fd)
-            raise UsageError(f"another fmnist process{f' (pid {pid})' if pid > 0 else ''} is training into "
-                             f"{run_dir}; wait for it to finish, or pass another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _lock_path(run_dir: Path) -> Path:
-    """The lock file of a run directory, in the cache: one per resolved path."""
-    key = hashlib.sha256(str(run_dir.expanduser().resolve()).encode()).hexdigest()[:32]
-    return cache_root() / "locks" / f"{key}.lock"
-
-
-def _holder(fd: int) -> int:
-    """The pid `exclusive` wrote into the lock file open at `fd`; -1 where it is not readable."""
-    pid = os.pread(fd, 20, 0).decode(errors="replace").strip()
-    return int(pid) if pid.isdigit() else -1
-
-
-def training_pid(run_dir: Path) -> int | None:
-    """The pid of the process training into `run_dir` now (holding its `exclusive` lock), or None."""
-    try:
-        import fcntl
-
-        fd = os.open(_lock_path(run_dir), os.O_RDONLY)
-    except (ImportError, OSError):  # no lock file: nothing ever trained there with this cache
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _holder(fd)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 def load_run(run_dir: str | os.PathLike) -> RunRecord:
