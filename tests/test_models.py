@@ -140,6 +140,8 @@ def test_init_helpers_reach_nested_layers():
 def test_bad_padding_is_a_usage_error():
     with pytest.raises(UsageError, match="padding"):
         build_model("baseline", padding="full")
+    with pytest.raises(UsageError, match="out of bounds"):  # what a model file may not hold is not built either
+        build_model("baseline", filters=5000)
 
 
 def test_flatten_size_follows_image_size():

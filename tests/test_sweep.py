@@ -11,7 +11,7 @@ pytest.importorskip("optuna", reason="Optuna is not installed (pip install 'fmni
 from fmnist.errors import UsageError  # noqa: E402
 from fmnist.recipes import get_recipe  # noqa: E402
 from fmnist.recipes.overrides import apply_assignment, canonical  # noqa: E402
-from fmnist.sweep import parse_param  # noqa: E402
+from fmnist.sweep import SweepConfig, parse_param  # noqa: E402
 
 
 @pytest.mark.parametrize("spec, kind, low, high, choices", [
@@ -48,6 +48,21 @@ def test_overrides_by_short_and_full_name():
         apply_assignment(r, "epochs=0")
     with pytest.raises(UsageError, match="KEY=VALUE"):
         apply_assignment(r, "epochs")
+
+
+def test_an_architecture_argument_of_the_wrong_kind_or_size_is_refused_when_set():
+    # `--param model_args.widths=32,64` was accepted, then every trial failed; widths of 2000 trained a model that
+    # could not be loaded.
+    fast = get_recipe("fast")
+    assert apply_assignment(fast, "model_args.widths=[32,64,128]").model_args["widths"] == [32, 64, 128]
+    for assignment, fragment in [("model_args.widths=32", "widths=32 is not a list"),
+                                 ("model_args.widths=[32,64,2000]", "out of bounds"),
+                                 ("model_args.dirac=1", "not true or false"),
+                                 ("model_args.bn_momentum=true", "not a number")]:
+        with pytest.raises(UsageError, match=fragment):
+            apply_assignment(fast, assignment)
+    with pytest.raises(UsageError, match="32 is refused"):
+        SweepConfig(recipe="fast", params=(parse_param("model_args.widths=32,64"),), trials=1)
 
 
 def test_sweep_runs_three_trials_on_the_held_out_split_and_continues(cli, tiny_data_dir, tmp_path):
@@ -257,7 +272,6 @@ def test_the_largest_seed_runs_and_continues(cli, tiny_data_dir, tmp_path):
 def test_a_study_whose_choices_were_stored_otherwise_is_refused_not_a_traceback(cli, tiny_data_dir, tmp_path):
     import optuna
 
-    from fmnist.sweep import SweepConfig
     from fmnist.sweep.study import open_study
 
     root = tmp_path / "s"

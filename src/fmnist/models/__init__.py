@@ -10,12 +10,14 @@ logits [N, num_classes]; softmax lives in the loss and in prediction, never in t
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
 from fmnist.errors import UsageError
+from fmnist.models.bounds import COMMON_ARGS, arg_problems
 from fmnist.models.resnet import ResNet
 from fmnist.models.seeds import MLP, Baseline, MiniVGG, Seed003, Seed004
 
@@ -45,18 +47,27 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         factory = MODELS[name]
     except KeyError:
         raise UsageError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
-    # Arguments it does not take, or of another kind than its defaults (a hand-edited config), are the user's to
-    # fix; an error raised inside a model built from sound arguments is a bug and keeps its traceback.
-    signature = inspect.signature(factory)
+    # Arguments it does not take, of another kind than its defaults (a hand-edited config) or out of the bounds a
+    # model file may hold (so that what trains can be loaded) are the user's to fix; an error raised inside a model
+    # built from sound arguments is a bug and keeps its traceback.
     try:
-        signature.bind(**kwargs)
-        wrong = [f"{key}={value!r}" for key, value in kwargs.items() if key in signature.parameters
-                 and not _same_kind(value, signature.parameters[key].default)]
+        inspect.signature(factory).bind(**kwargs)
+        wrong = model_arg_problems(name, kwargs)
     except TypeError as e:
         wrong = [str(e)]
     if wrong:
         raise UsageError(f"model {name!r} cannot be built with {'; '.join(wrong)}; check the recipe's model_args")
     return factory(**kwargs)
+
+
+def model_arg_problems(name: str, args: dict[str, Any]) -> list[str]:
+    """What is wrong with some of registered model `name`'s arguments: a value of another kind than the argument's
+    default, or one of its own arguments out of the bounds a model file is checked against (fmnist.models.bounds)."""
+    parameters = inspect.signature(MODELS[name]).parameters
+    wrong = [f"model_args {key}={_json(value)} is not {_kind(parameters[key].default)} (its default: "
+             f"{_json(parameters[key].default)})"
+             for key, value in args.items() if key in parameters and not _same_kind(value, parameters[key].default)]
+    return wrong or arg_problems(name, {k: v for k, v in args.items() if k not in COMMON_ARGS})
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -71,6 +82,21 @@ def _same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, (list, tuple)):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
+
+
+def _kind(default: Any) -> str:
+    """What kind of value may stand where `default` is, in words."""
+    kinds = {bool: "true or false", float: "a number", int: "a whole number", str: "a string", list: "a list",
+             tuple: "a list"}
+    return next((words for kind, words in kinds.items() if isinstance(default, kind)), type(default).__name__)
+
+
+def _json(value: Any) -> str:
+    """A value as a recipe file or `--set` writes it (true, [64, 128]), where it can be written so."""
+    try:
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def list_models() -> list[str]:

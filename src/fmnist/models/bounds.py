@@ -13,7 +13,7 @@ MAX_CLASSES = 10_000
 # a number. Generous for real models, they cap what even
 # the meta-device build costs (modules, not memory).
 _SIZE = (1, 1024)
-_COMMON_ARGS: dict[str, tuple] = {"in_channels": (1, 1), "num_classes": (1, MAX_CLASSES), "image_size": (28, 28)}
+COMMON_ARGS: dict[str, tuple] = {"in_channels": (1, 1), "num_classes": (1, MAX_CLASSES), "image_size": (28, 28)}
 MODEL_ARG_BOUNDS: dict[str, dict[str, tuple]] = {
     "mlp": {"hidden": (1, 8192)},
     "baseline": {"filters": _SIZE, "padding": ("valid", "same")},
@@ -30,7 +30,7 @@ _OTHER_INTS = (0, 65_536, 16)
 def arg_problems(model: str, args: dict[str, Any]) -> list[str]:
     """What is wrong with `args` for architecture `model`: arguments it does not take, values out of bounds."""
     known = MODEL_ARG_BOUNDS.get(model)
-    bounds, problems = _COMMON_ARGS | (known or {}), []
+    bounds, problems = COMMON_ARGS | (known or {}), []
     for name, value in args.items():
         b = bounds.get(name)
         if b is None and known is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fmnist.config import ABOUT, Recipe
 from fmnist.errors import UsageError
-from fmnist.models import MODELS
+from fmnist.models import MODELS, model_arg_problems
 
 ALIASES = {"lr": "optimizer.lr", "momentum": "optimizer.momentum", "weight_decay": "optimizer.weight_decay",
            "nesterov": "optimizer.nesterov", "optimizer": "optimizer.name", "warmup": "schedule.warmup",
@@ -101,6 +101,9 @@ def _model_arg(model: str, name: str, value: Any) -> Any:
     names = sorted(n for n in params if n not in ("in_channels", "num_classes"))
     if name not in names:
         raise UsageError(f"model {model!r} has no argument {name!r}; its arguments: {', '.join(names)}")
+    problems = model_arg_problems(model, {name: value})
+    if problems:
+        raise UsageError(f"model {model!r}: {'; '.join(problems)}")
     return value
 
 
