@@ -336,6 +336,22 @@ def test_evaluate_warns_when_the_data_differ_and_loads_only_the_test_split(cli, 
     assert text.exit_code == 0 and "warning: " in text.stderr and "not comparable" in text.stderr
 
 
+
+def test_evaluate_needs_only_the_test_files(cli, tiny_data_dir, tmp_path):
+    # A folder of the two test files was refused for lacking the training files.
+    run = tmp_path / "run"
+    assert cli(*idx(tiny_data_dir, "train", "mlp", *QUICK, "--out", run)).exit_code == 0
+    only_test = tmp_path / "only-test"
+    only_test.mkdir()
+    for path in tiny_data_dir.glob("t10k-*"):
+        (only_test / path.name).write_bytes(path.read_bytes())
+    r = cli("evaluate", run, "--data-dir", only_test, "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["matches_recorded"] is True and result["same_data_as_training"] is None
+    (warning,) = result["warnings"]
+    assert "holds no train-images-idx3-ubyte, train-labels-idx1-ubyte" in warning and "apt-get" not in warning
+
 # --- 8. seeds ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", ["-1", str(2**64 + 1), str(2**32)])

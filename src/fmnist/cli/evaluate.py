@@ -122,31 +122,21 @@ def evaluate(
 
 
 def _dataset_checksum(name: str, data_dir: Path | None) -> tuple[str | None, str | None]:
-    """The checksum `load_dataset` gives dataset `name` (sha256 over its four files' sha256), without decoding the
-    training split: digests come from the data cache, or from hashing a file not hashed before. (None, why) when
-    the files cannot be read.
-
-    (Belongs beside load_dataset in fmnist.data.load, which computes the same digest inline.)"""
-    import hashlib
-
-    from fmnist.data import FILES, cache, get_spec
-    from fmnist.data.idx import inspect_idx
-    from fmnist.data.sources import locate
+    """The checksum of the copy of dataset `name` whose test split is evaluated (over its four files, as the model
+    file records it), or (None, why not)."""
+    from fmnist.data import FILES, SPLIT_FILES, dataset_checksum, get_spec
+    from fmnist.data.sources import find_files, locate
     from fmnist.errors import FmnistError
 
     try:
-        location = locate(get_spec(name), data_dir, download=False, progress=False)
-        known = cache.read_digests()
-        lines = []
-        for fname in FILES:
-            path = location.paths[fname]
-            digest = cache.parse_digest(known.get(cache.file_key(path)))
-            if digest is None:
-                digest = inspect_idx(path)[1]
-            lines.append(f"{fname} {digest.sha256}\n")
+        here = locate(get_spec(name), data_dir, download=False, progress=False, needed=SPLIT_FILES["test"])
+        absent = [f for f in FILES if f not in find_files(here.directory)]
+        if not absent:
+            return dataset_checksum(name, here.directory), None
+        why = f"{here.directory} holds no {', '.join(absent)}"
     except (FmnistError, OSError) as e:
-        return None, f"the {name} data's checksum could not be computed, so it is not compared with the model's ({e})"
-    return hashlib.sha256("".join(lines).encode()).hexdigest(), None
+        why = str(e)
+    return None, f"the {name} data's checksum could not be computed, so it is not compared with the model's ({why})"
 
 
 def register(app: typer.Typer) -> None:

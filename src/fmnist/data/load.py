@@ -103,7 +103,7 @@ def load_dataset(
         source=location.source,
         source_dir=location.directory,
         verified=all(f.verified for f in files.values()),
-        checksum=hashlib.sha256("".join(f"{n} {files[n].digest.sha256}\n" for n in FILES).encode()).hexdigest(),
+        checksum=_checksum({n: files[n].digest for n in FILES}),
     )
 
 
@@ -113,11 +113,28 @@ def load_split(split: str, name: str | DatasetSpec = DEFAULT_DATASET, data_dir: 
     absent, unless `download` is False: then a DataError says how to provide them)."""
     _check_split_name(split)
     spec = get_spec(name)
-    location = locate(spec, data_dir, download=download, progress=True)
+    location = locate(spec, data_dir, download=download, progress=True, needed=SPLIT_FILES[split])
     files = _load_files(spec, location, SPLIT_FILES[split])
     result = _split(spec, location, files, split, _classes(spec, location))
     _keep(files)
     return result
+
+
+def dataset_checksum(name: str | DatasetSpec = DEFAULT_DATASET, data_dir: str | os.PathLike | None = None) -> str:
+    """The checksum `load_dataset` gives dataset `name`, without decoding it: the digests come from the data cache,
+    or from hashing a file not hashed before. Nothing is downloaded: a DataError when the four files are not here."""
+    location = locate(get_spec(name), data_dir, download=False, progress=False)
+    known = cache.read_digests()
+    digests = {}
+    for fname in FILES:
+        path = location.paths[fname]
+        digests[fname] = cache.parse_digest(known.get(cache.file_key(path))) or inspect_idx(path)[1]
+    return _checksum(digests)
+
+
+def _checksum(digests: dict[str, FileDigest]) -> str:
+    """A dataset's checksum: sha256 over its four files' sha256."""
+    return hashlib.sha256("".join(f"{n} {digests[n].sha256}\n" for n in FILES).encode()).hexdigest()
 
 
 def write_dataset(directory: str | os.PathLike, train: Split, test: Split, compress: bool = True) -> Path:

@@ -31,8 +31,10 @@ class Location:
     paths: dict[str, Path]  # name in FILES -> NAME.gz or NAME
 
 
-def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool, progress: bool) -> Location:
-    """Pick the first source holding all four files, downloading into the cache as the last resort."""
+def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool, progress: bool,
+           needed: tuple[str, ...] = FILES) -> Location:
+    """Pick the first source holding the `needed` files (all four by default; one split's two for a load of that
+    split), downloading into the cache as the last resort."""
     if data_dir is None and os.environ.get(DATA_DIR_ENV):
         data_dir = os.environ[DATA_DIR_ENV]
     if data_dir is not None:
@@ -43,7 +45,7 @@ def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool
         if not directory.is_dir():
             raise DataError(f"data directory {directory} (--data-dir / {DATA_DIR_ENV}) does not exist. {how_to_provide(spec)}")
         paths = find_files(directory)
-        missing = [f for f in FILES if f not in paths]
+        missing = [f for f in needed if f not in paths]
         if missing:
             raise DataError(
                 f"{directory} (--data-dir / {DATA_DIR_ENV}) lacks {', '.join(missing)} (as NAME.gz or NAME)"
@@ -57,12 +59,12 @@ def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool
     for source, directory in (("cache", cache_dir), ("system", system)):
         if directory is not None:
             paths = find_files(directory)
-            if len(paths) == len(FILES):
+            if all(f in paths for f in needed):
                 return Location(source, directory, paths)
     urls = mirrors(spec)
     if download and urls:
         present = find_files(cache_dir)
-        for fname in FILES:
+        for fname in needed:
             if fname not in present:
                 try:
                     path, digest = fetch_file(spec, fname, cache_dir, urls, progress)

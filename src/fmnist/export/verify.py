@@ -9,7 +9,6 @@ import numpy as np
 
 from fmnist.checkpoint import ModelMeta
 from fmnist.data import get_spec, load_split
-from fmnist.data.sources import locate
 from fmnist.errors import DataError, UsageError
 from fmnist.inference import BasePredictor
 
@@ -65,8 +64,7 @@ def verification_images(meta: ModelMeta, n: int, data_dir: str | os.PathLike | N
     not at hand (nothing is downloaded), `n` seeded random uint8 images and RANDOM_IMAGES."""
     try:
         spec = get_spec(meta.dataset)
-        locate(spec, data_dir, download=False, progress=False)  # only to know it is here: no download
-        test = load_split("test", spec, data_dir=data_dir)
+        test = load_split("test", spec, data_dir=data_dir, download=False)
         return np.ascontiguousarray(test.images[:n]), f"{spec.name} test"
     except (DataError, UsageError):
         h, w = meta.input_size
