@@ -380,3 +380,18 @@ def test_shell_completion_offers_recipe_names():
     env = {**os.environ, "COMP_WORDS": "fmnist train ba", "COMP_CWORD": "2", "_FMNIST_COMPLETE": "complete_bash"}
     r = subprocess.run([sys.executable, "-m", "fmnist"], capture_output=True, text=True, env=env, timeout=60)
     assert r.stdout.split() == ["baseline", "baseline-same", "baseline-wide"], (r.stdout, r.stderr)
+
+
+def test_ctrl_c_in_a_command_that_does_not_catch_it_is_a_sentence_and_exit_130(cli, tiny_data_dir, tmp_path,
+                                                                               monkeypatch):
+    # Typer turned it into a silent exit 130.
+    import fmnist.data
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fmnist.data, "load_dataset", interrupted)
+    for args in ((), ("--json",)):
+        r = cli("data", "info", "--data-dir", tiny_data_dir, "--dataset", "idx", *args)
+        assert r.exit_code == 130 and "error: interrupted before the command finished" in r.stderr
+    assert json.loads(r.stdout)["error"]["exit_code"] == 130

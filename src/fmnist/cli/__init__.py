@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e), e.exit_code, as_json)
     except OSError as e:
         _fail(*_os_error(e), as_json)
+    if code == 130:  # Typer's answer to a KeyboardInterrupt no command caught: Ctrl-C, or SIGTERM where it is one
+        _fail("interrupted before the command finished", 130, as_json)
     if isinstance(code, int) and not isinstance(code, bool) and code:
         sys.exit(code)  # typer.Exit(code) from a command, returned rather than raised without standalone mode
 
