@@ -99,7 +99,7 @@ def test_top_k_larger_than_the_classes_is_clipped(client):
 
 @pytest.mark.parametrize("body, status, code", [
     (None, 400, "bad_request"),  # no body at all
-    (b"", 400, "bad_request"),  # an empty file part
+    (b"", 422, "bad_image"),  # an empty file part: an image that cannot be used, like a broken one
     (b"this is not an image", 422, "bad_image"),
     (image()[:60], 422, "bad_image"),  # a truncated PNG
     (png_header_only(20000, 20000), 413, "image_too_large"),  # 400M pixels, a few hundred bytes
@@ -246,7 +246,7 @@ def test_an_image_that_fails_among_several_gets_its_own_error_and_the_rest_are_a
     a, broken, empty, b = body["predictions"]
     assert broken["error"]["code"] == "bad_image" and broken["error"]["status"] == 422
     assert "image 2" in broken["error"]["message"]
-    assert empty["error"]["code"] == "bad_request" and "empty" in empty["error"]["message"]
+    assert empty["error"]["code"] == "bad_image" and "empty" in empty["error"]["message"]
     alone = [client.post("/v1/predict", files={"image": (n, d, "image/png")}).json()["predictions"][0]
              for n, d in (("a.png", image(1)), ("b.png", image(2)))]
     np.testing.assert_allclose([a["probabilities"], b["probabilities"]], [x["probabilities"] for x in alone], atol=1e-6)

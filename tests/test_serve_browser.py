@@ -86,9 +86,107 @@ def test_several_files_read_in_the_order_chosen_and_one_that_fails_says_why(serv
             page.wait_for_selector("#card dd")
             page.set_input_files("#files", [str(tmp_path / n) for n in ("first.png", "second.png", "third.png")])
             sync_api.expect(page.locator(".result")).to_have_count(3, timeout=WAIT)
-            alts = [page.locator(".result").nth(i).locator("img").first.get_attribute("alt") for i in range(3)]
-            assert alts == ["your image first.png", "your image second.png", "your image third.png"]
+            sync_api.expect(page.locator(".result .unshown")).to_have_count(1, timeout=WAIT)  # not an image to show
+            yours = page.locator(".result .yours")
+            labels = [yours.nth(i).get_attribute("alt") or yours.nth(i).get_attribute("aria-label") for i in range(3)]
+            assert labels == ["your image first.png", "your image second.png (cannot be shown)", "your image third.png"]
             assert "second.png" in page.locator(".result").nth(1).locator(".error").inner_text()
             assert "1 could not be used" in page.locator("#status").inner_text()
         finally:
             browser.close()
+
+
+@pytest.fixture
+def served_small():
+    """The service with small limits: 2 images and 300 kB a request."""
+    predictor = Predictor(tiny_model(), tiny_meta(), "cpu")
+    split = make_split(4, seed=4, num_classes=len(CLASSES))
+    test = type(split)(split.images, split.labels, tuple(CLASSES))
+    settings = ServeSettings(max_request_bytes=300_000, max_images=2)
+    with running(create_app(predictor, settings, build_card(predictor, "tiny.safetensors", test=test), "tiny")) as url:
+        yield url
+
+
+def test_files_go_in_requests_within_the_limits_and_the_page_survives_misuse(served_small, tmp_path):
+    # Two phone photos over the request limit failed together; a second click sent a second request; a drop beside
+    # the drop zone left the page; pasting did nothing; a proxy's HTML error showed a JSON parse error.
+    rng = np.random.default_rng(7)
+    files = []
+    for i in range(3):
+        files.append(tmp_path / f"small{i}.png")
+        files[-1].write_bytes(png_bytes(rng.integers(0, 255, (28, 28), dtype=np.uint8)))
+    files.append(tmp_path / "phone.jpg")  # over the 300 kB a request may hold: scaled down in the page
+    files[-1].write_bytes(png_bytes(rng.integers(0, 255, (1200, 1200, 3), dtype=np.uint8), "JPEG"))
+    assert files[-1].stat().st_size > 300_000
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF-1.4 not an image")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.set_default_timeout(WAIT)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            posts: list[str] = []
+            page.on("request", lambda r: posts.append(r.url) if "/v1/predict" in r.url else None)
+            page.goto(served_small + "/")
+            page.wait_for_selector("#card dd")
+            page.keyboard.press("Tab")
+            page.keyboard.press("Tab")  # past the drop zone to the file input, whose button shows the focus
+            assert page.evaluate("document.activeElement.id") == "files"
+            assert page.evaluate("getComputedStyle(document.querySelector('label[for=files]')).outlineStyle") == "solid"
+            page.select_option("#mode", "dataset")
+
+            page.set_input_files("#files", [str(f) for f in files])
+            sync_api.expect(page.locator("#status")).to_contain_text("Predicted 4 images", timeout=WAIT)
+            assert "1 large image scaled down" in page.locator("#status").inner_text()
+            assert len(posts) >= 2 and page.locator(".result .name").count() == 4
+
+            page.evaluate(DROP_ON_FOOTER)  # a PNG and a PDF, dropped beside the drop zone
+            sync_api.expect(page.locator("#status")).to_contain_text("Skipped 1 file", timeout=WAIT)
+            assert "dropped.png" in page.locator(".result img.yours").first.get_attribute("alt")
+            page.evaluate(PASTE)
+            sync_api.expect(page.locator(".result")).to_have_count(6, timeout=WAIT)
+
+            page.set_input_files("#files", str(tmp_path / "notes.pdf"))
+            sync_api.expect(page.locator(".result .unshown")).to_have_count(1, timeout=WAIT)
+            assert "notes.pdf (cannot be shown)" in page.locator(".unshown").get_attribute("aria-label")
+
+            before = len(posts)
+            page.locator(".gallery button").first.dblclick()
+            sync_api.expect(page.locator(".result")).to_have_count(8, timeout=WAIT)
+            page.wait_for_timeout(500)
+            assert len(posts) == before + 1, "a double click sent two requests"
+
+            page.route("**/v1/predict**", lambda route: route.fulfill(status=502, body="<html>Bad Gateway</html>",
+                                                                     content_type="text/html"))
+            page.locator(".gallery button").nth(1).click()
+            sync_api.expect(page.locator("#status")).to_contain_text("answered 502", timeout=WAIT)
+            page.unroute("**/v1/predict**")
+            page.route("**/v1/predict**", lambda route: route.abort())
+            page.locator(".gallery button").nth(2).click()
+            sync_api.expect(page.locator("#status")).to_contain_text("cannot be reached", timeout=WAIT)
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+# Files made in the page, as a user's drag and drop or paste hands them over.
+DROP_ON_FOOTER = """() => new Promise((done) => {
+  const canvas = document.createElement('canvas'); canvas.width = canvas.height = 28;
+  canvas.toBlob((blob) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], 'dropped.png', { type: 'image/png' }));
+    dt.items.add(new File(['%PDF'], 'doc.pdf', { type: 'application/pdf' }));
+    document.querySelector('footer').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    done();
+  });
+})"""
+PASTE = """() => new Promise((done) => {
+  const canvas = document.createElement('canvas'); canvas.width = canvas.height = 28;
+  canvas.toBlob((blob) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([blob], 'pasted.png', { type: 'image/png' }));
+    document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true }));
+    done();
+  });
+})"""

@@ -203,7 +203,7 @@ def _prepare_all(uploads: list[Upload], mode: str, max_pixels: int,
 
 def _prepare(upload: Upload, mode: str, max_pixels: int, name: str) -> Preprocessed | ServeError:
     if not upload.data:
-        return bad_request(f"image {name} is empty")
+        return unprocessable_image(f"image {name} is empty")
     try:
         return prepare_file(upload.data, mode, name, max_pixels)
     except TooLargeError as e:
