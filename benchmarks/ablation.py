@@ -83,7 +83,7 @@ ROWS: dict[str, Row] = {r.name: r for r in [
 def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="the results file (default runs/bench/ablation.json)")
     parser.add_argument("rows", nargs="*", help=f"rows to measure (default all): {', '.join(ROWS)}")
-    parser.add_argument("--runs", type=int, default=None, help="runs per row (seeds 0..runs-1; default 3, 1 with --quick)")
+    parser.add_argument("--runs", type=kit.positive, default=None, help="runs per row (seeds 0..runs-1; default 3, 1 with --quick)")
     args = parser.parse_args(argv)
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
@@ -157,4 +157,4 @@ def render(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

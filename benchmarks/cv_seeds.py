@@ -150,7 +150,7 @@ def precision_check(args) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="the cross-validation run directory (default runs/bench/cv-seeds)")
-    parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process")
+    parser.add_argument("--jobs", type=kit.positive, default=1, help="folds trained at once, each in its own process")
     parser.add_argument("--ray", action="store_true", help="run the folds as tasks on a local Ray instance")
     parser.add_argument("--executors", action="store_true",
                         help=f"{EXECUTOR_EPOCHS} epochs on {EXECUTOR_LIMIT:,} images, run in-process, in 2 processes "
@@ -178,4 +178,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

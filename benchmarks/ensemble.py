@@ -96,4 +96,4 @@ def render(trial: str, runs: list[dict], accuracies: list[list[float]]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

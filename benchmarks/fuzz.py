@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     """Fuzz each target; print and save what was found; exit 1 on any crash."""
     parser = kit.parser(__doc__, out_help="folder for crash reports and fuzz.json (default runs/bench/fuzz)")
     parser.add_argument("--target", action="append", choices=sorted(TARGETS), help="a target (default: all)")
-    parser.add_argument("--inputs", type=int, default=None,
+    parser.add_argument("--inputs", type=kit.positive, default=None,
                         help=f"inputs per target (default {FULL_INPUTS:,}; {QUICK_INPUTS:,} with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slow", type=float, default=10.0, help="seconds after which one input counts as a crash")
@@ -404,4 +404,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

@@ -117,3 +117,8 @@ def http_target(scratch, target_type, image_seeds, expect):
         return False
 
     return target_type("http", request_seeds(image_seeds()), request_edit, run)
+
+
+if __name__ == "__main__":
+    raise SystemExit("benchmarks.fuzz_http is a helper module of benchmarks.fuzz, not a script; the scripts are the other "
+                     "modules of benchmarks/ (`python -m benchmarks.NAME --help`)")

@@ -211,3 +211,8 @@ class Server:
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    raise SystemExit("benchmarks.http_load is a helper module of benchmarks.serve_load, not a script; the scripts are the other "
+                     "modules of benchmarks/ (`python -m benchmarks.NAME --help`)")

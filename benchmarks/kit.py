@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,7 +39,7 @@ from fmnist.config import Recipe, RunConfig, TrainOptions
 from fmnist.data import Dataset, Split, load_dataset
 from fmnist.data.splits import holdout_split, subset
 from fmnist.data.transforms import to_device_tensors
-from fmnist.errors import UsageError
+from fmnist.errors import FmnistError, UsageError
 from fmnist.fileio import write_json, write_text
 from fmnist.pipeline import train_run
 from fmnist.recipes import RECIPES, get_recipe
@@ -105,7 +106,7 @@ def parser(doc: str | None, out_help: str) -> argparse.ArgumentParser:
                         f"{QUICK_STEPS} timed steps; "
                         f"writes only under {QUICK_DIR.relative_to(ROOT)}, never into docs/")
     p.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: every available core)")
+    p.add_argument("--threads", type=positive, default=None, help="intra-op threads (default: every available core)")
     p.add_argument("--out", type=Path, default=None, help=out_help)
     return p
 
@@ -118,6 +119,27 @@ def begin(args: argparse.Namespace) -> int:
         print(f"--quick: {QUICK_LIMIT:,} training and {QUICK_TEST:,} test images, {QUICK_EPOCHS} epoch, "
               f"{QUICK_STEPS} steps", flush=True)
     return threads
+
+
+def run(main: Callable[[], None]) -> None:
+    """A script's entry point: `main()`, with the library's errors (an unknown recipe, a bad setting, device or
+    file) as one `error:` line and their exit code, as `fmnist` gives them, rather than a traceback."""
+    try:
+        main()
+    except FmnistError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (runs, rounds, images, epochs, steps, threads)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
 
 
 def dataset(quick: bool) -> Dataset:
@@ -151,7 +173,7 @@ def trial_parser(doc: str | None, out_help: str, runs: int, quick_runs: int) -> 
     p = parser(doc, out_help)
     p.add_argument("recipe", nargs="?", default="fast")
     p.add_argument("--set", action="append", default=[], help="override, e.g. epochs=8")
-    p.add_argument("--runs", type=int, default=None,
+    p.add_argument("--runs", type=positive, default=None,
                    help=f"runs (seeds 0..runs-1; default {runs}, {quick_runs} with --quick)")
     p.set_defaults(default_runs=(runs, quick_runs))
     return p
@@ -533,3 +555,8 @@ def measure_runs(path: Path, recipe: Recipe, runs: int, precision: str, ds: Data
               f"({row['seconds_per_epoch']:.2f} s/epoch, {row['precision']}, {row['device']}, "
               + (f"compile {row['compile_seconds']:.1f}s apart, " if compile else "") +
               f"load {row['load_before']:.1f})", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit("benchmarks.kit is a helper module of every benchmark script, not a script; the scripts are the other "
+                     "modules of benchmarks/ (`python -m benchmarks.NAME --help`)")

@@ -28,7 +28,7 @@ TRAIN_ON = {"holdout": "holdout", "none": "all", "test": "all"}
 def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="the results file (default runs/bench/modern.json)")
     parser.add_argument("recipes", nargs="*", default=["fast", "best"])
-    parser.add_argument("--runs", type=int, default=None,
+    parser.add_argument("--runs", type=kit.positive, default=None,
                         help="runs per recipe (seeds 0..runs-1; default 3, 1 with --quick)")
     parser.add_argument("--precision", default="recipe", help="recipe (its own), auto, bf16 or fp32")
     parser.add_argument("--compile", action="store_true",
@@ -48,16 +48,18 @@ def main(argv: list[str] | None = None) -> None:
         runs = args.runs or (1 if args.quick else 3)
         kit.measure_runs(results, recipe, runs, args.precision, ds, group="modern", device=args.device,
                          compile=args.compile)
-    section = render(kit.read_results(results))
+    section = render(kit.read_results(results), current_only=not args.quick)
     print()
     print(section)
     kit.publish(args, "modern-gpu" if "gpu" in results.stem else "modern", section, keep=3)
 
 
-def render(rows: list[dict]) -> str:
-    """One line per (recipe, device, precision): mean ± std test accuracy over the runs, training seconds."""
+def render(rows: list[dict], current_only: bool = True) -> str:
+    """One line per (recipe, device, precision): mean ± std test accuracy over the runs, training seconds; only
+    the runs of each recipe as the registry defines it now, unless `current_only` is False (--quick, whose runs
+    are cut to an epoch)."""
     cells = []
-    for g in kit.group_runs(rows, "recipe", "device", "precision", "compiled", where=kit.current):
+    for g in kit.group_runs(rows, "recipe", "device", "precision", "compiled", where=kit.current if current_only else None):
         name, device, precision, compiled = g.key
         mean, secs = g.mean("test_accuracy", 100), g.mean("train_seconds")
         target = kit.TARGETS.get(device.split(":")[0], {}).get(name)
@@ -90,4 +92,4 @@ def render(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

@@ -129,3 +129,8 @@ def not_clothing(rng: np.random.Generator, side: int = 400) -> Image.Image:
             x, y, q = rng.uniform(80, side - 80), rng.uniform(80, side - 80), rng.uniform(15, 50)
             draw.ellipse((x - q, y - q, x + q, y + q), fill=ink)
     return img
+
+
+if __name__ == "__main__":
+    raise SystemExit("benchmarks.photo_synth is a helper module of benchmarks.photos, not a script; the scripts are the other "
+                     "modules of benchmarks/ (`python -m benchmarks.NAME --help`)")

@@ -54,10 +54,13 @@ def flagged(predictor: Predictor, images: list[np.ndarray]) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="also write the table to this markdown file")
     parser.add_argument("--model", type=Path, help="a model file or run directory (default: runs/main)")
-    parser.add_argument("--images", type=int, default=None, help=f"test images per distortion (default {IMAGES})")
+    parser.add_argument("--images", type=kit.positive, default=None, help=f"test images per distortion (default {IMAGES})")
     parser.add_argument("--distortions", default=",".join(DISTORTIONS), help="comma-separated subset")
     parser.add_argument("--write", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args(argv)
+    unknown = [d for d in args.distortions.split(",") if d not in DISTORTIONS]
+    if unknown:
+        parser.error(f"--distortions: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(DISTORTIONS)}")
     kit.begin(args)
     model = args.model
     if model is None:
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append([name, f"{acc['dataset'] * 100:.1f}", f"{acc['photo'] * 100:.1f}", f"{-gap:+.1f}",
                      "yes" if gap <= TARGET else "**no**", failed, f"{ms:.0f}"])
         print(f"{name:>12}: dataset {acc['dataset'] * 100:5.1f}%  photo {acc['photo'] * 100:5.1f}%  "
-              f"({-gap:+.1f} points; {failed} without an article; {ms:.0f} ms per image to make and preprocess)",
+              f"({round(-gap, 1) or 0.0:+.1f} points; {failed} without an article; {ms:.0f} ms per image to make and preprocess)",
               flush=True)
     # Confidence: the share of each set the model flags "not confident" (below its threshold).
     rng = np.random.default_rng(2)
@@ -126,4 +129,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

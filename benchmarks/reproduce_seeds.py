@@ -28,7 +28,7 @@ CV_ONLY = {"baseline-same", "baseline-wide"}
 def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="the results file (default runs/bench/seeds.json)")
     parser.add_argument("recipes", nargs="*", default=SEED_RECIPES)
-    parser.add_argument("--runs", type=int, default=1, help="runs per recipe (seeds 0..runs-1)")
+    parser.add_argument("--runs", type=kit.positive, default=1, help="runs per recipe (seeds 0..runs-1)")
     parser.add_argument("--precision", default="recipe", help="recipe (its own), auto, bf16 or fp32")
     parser.add_argument("--fresh", action="store_true", help="forget earlier runs")
     args = parser.parse_args(argv)
@@ -46,14 +46,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.quick:
             recipe = recipe.replace(epochs=kit.QUICK_EPOCHS)
         kit.measure_runs(results, recipe, args.runs, args.precision, ds, group="seeds", device=args.device)
-    section = render(kit.read_results(results))
+    section = render(kit.read_results(results), quick=args.quick)
     print()
     print(section)
     kit.publish(args, "seeds", section, keep=1)
 
 
-def render(rows: list[dict]) -> str:
-    """The markdown section: one line per recipe and precision, our mean/std over runs beside the seed's figure."""
+def render(rows: list[dict], quick: bool = False) -> str:
+    """The markdown section: one line per recipe and precision, our mean/std over runs beside the seed's figure
+    (no speed-up with --quick: its epochs are of QUICK_LIMIT images, Keras' of 60,000)."""
     groups = kit.group_runs(rows, "recipe", "precision", where=lambda r: r["recipe"] in SEED_RECIPES,
                             order=lambda k: (SEED_RECIPES.index(k[0]), k[1]))
     cells = []
@@ -69,7 +70,7 @@ def render(rows: list[dict]) -> str:
         cells.append([
             f"`{name}` ({precision})", f"{seed_figure:.2f}", g.mean_pm(), g.n, g.rows[0]["epochs"],
             f"{g.mean('train_seconds'):.0f}", f"{spe:.2f}", keras.seconds_per_epoch if keras else "",
-            f"{keras.seconds_per_epoch / spe:.1f}x" if keras else "", ok, ", ".join(g.distinct("date")),
+            f"{keras.seconds_per_epoch / spe:.1f}x" if keras and not quick else "–", ok, ", ".join(g.distinct("date")),
         ])
     header = ["recipe", "seed's figure", "ours, test %", "runs", "epochs", "train s", "s/epoch",
               "Keras s/epoch (SEEDS.md)", "speed-up", "within 0.5 pt?", "measured"]
@@ -98,4 +99,4 @@ def render(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="the results file (default runs/bench/side_by_side.json)")
     parser.add_argument("--keras-python", default=None,
                         help=f"a Python with tensorflow + keras (default {DEFAULT_KERAS})")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--baseline-epochs", type=int, default=10)
+    parser.add_argument("--rounds", type=kit.positive, default=2)
+    parser.add_argument("--baseline-epochs", type=kit.positive, default=10)
     parser.add_argument("--minivgg-epochs", type=int, default=3, help="per side per round (median epoch time)")
     parser.add_argument("--ours", metavar="SYSTEM", help=argparse.SUPPRESS)  # internal: one timing job, JSON out
-    parser.add_argument("--epochs", type=int, default=10, help=argparse.SUPPRESS)
+    parser.add_argument("--epochs", type=kit.positive, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--render", action="store_true", help="only rewrite the table from the results file")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     args = parser.parse_args(argv)
@@ -184,4 +184,4 @@ def render(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

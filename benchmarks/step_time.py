@@ -114,11 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="also write the table to this markdown file")
     parser.add_argument("recipes", nargs="*",
                         help=f"default: {', '.join(RECIPES)} ({', '.join(QUICK_RECIPES)} with --quick)")
-    parser.add_argument("--steps", type=int, default=200, help="timed steps per setting")
+    parser.add_argument("--steps", type=kit.positive, default=None,
+                        help=f"timed steps per setting (default 200, {kit.QUICK_STEPS} with --quick)")
     parser.add_argument("--write", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args(argv)
     all_threads = kit.begin(args)
-    steps, warmup = (kit.QUICK_STEPS, QUICK_WARMUP) if args.quick else (args.steps, WARMUP)
+    steps, warmup = (kit.QUICK_STEPS, QUICK_WARMUP) if args.quick else (200, WARMUP)
+    steps = args.steps or steps
     names = args.recipes or (QUICK_RECIPES if args.quick else RECIPES)
 
     print("\n".join(kit.table(HEADER, [], ALIGN)))
@@ -140,4 +142,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

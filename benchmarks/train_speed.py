@@ -73,7 +73,7 @@ def speed_row(name: str, recipe, result: TrainResult, n_img: int, peaks: dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="also write the table to this markdown file")
     parser.add_argument("recipes", nargs="*", help=f"default: every recipe ({', '.join(QUICK_RECIPES)} with --quick)")
-    parser.add_argument("--epochs", type=int, default=None, help="override epochs")
+    parser.add_argument("--epochs", type=kit.positive, default=None, help="override epochs")
     parser.add_argument("--precision", default="recipe", help="recipe (its own), auto, bf16 or fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--write", action="store_true", help="write the table into docs/results.md")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for name in names:
-        recipe = get_recipe(name).replace(epochs=kit.QUICK_EPOCHS if args.quick else args.epochs)
+        recipe = get_recipe(name).replace(epochs=args.epochs or (kit.QUICK_EPOCHS if args.quick else None))
         test = (ds.test.images, ds.test.labels)
         train, val = split_for_validation(recipe, ds.train.images, ds.train.labels, test, 0)
         opts = TrainOptions(seed=0, device=args.device, precision=args.precision, compile=args.compile, threads=threads)
@@ -138,4 +138,4 @@ def render(rows: list[dict], peaks: dict[str, float], threads: int) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

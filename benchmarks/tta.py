@@ -117,4 +117,4 @@ def render(trial: str, runs: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    kit.run(main)

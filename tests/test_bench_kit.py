@@ -91,3 +91,22 @@ def test_validating_on_the_test_set_or_not_at_all_trains_the_same_model():
     assert baseline.validation == "test"
     assert current({"recipe": "baseline", "recipe_config": baseline.replace(validation="none").to_dict()})
     assert not current({"recipe": "baseline", "recipe_config": baseline.replace(validation="holdout").to_dict()})
+
+
+def test_a_script_stops_on_a_bad_value_with_a_sentence_not_a_traceback(capsys):
+    import argparse
+
+    from benchmarks.kit import positive, run
+    from fmnist.errors import UsageError
+
+    assert positive("3") == 3
+    for text in ("0", "-5", "two"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive(text)
+
+    def main():
+        raise UsageError("unknown recipe 'nosuch'")
+
+    with pytest.raises(SystemExit) as stopped:
+        run(main)
+    assert stopped.value.code == 2 and capsys.readouterr().err == "error: unknown recipe 'nosuch'\n"
