@@ -107,6 +107,27 @@ def test_resume_reads_finished_folds_back(tmp_path):
     assert all(len(f.history) == 2 for rs in more.results.values() for f in rs)
 
 
+def test_an_interrupted_overwrite_continues_when_the_same_command_runs_again(tmp_path):
+    # The interrupt said "run the same command again to continue", and that command (with --overwrite) deleted the
+    # replacement's finished folds and started over.
+    from fmnist.rundir import previous_run
+
+    data = tiny_data()
+    run_cv(config(tmp_path), data)
+    longer = config(tmp_path, recipes=tiny_recipes(epochs=2))
+    with pytest.raises(KeyboardInterrupt):
+        run_cv(longer, data, Recorder(stop_at=("mlp", 3)), overwrite=True)
+    finished = sorted(p.name for p in (tmp_path / "folds" / "mlp").glob("r1-f*.json"))
+    assert finished == ["r1-f1.json", "r1-f2.json"] and previous_run(tmp_path).is_dir()
+    again = run_cv(longer, data, overwrite=True)
+    assert (again.trained, again.reused) == (8, 2) and not previous_run(tmp_path).exists()
+    # Options other than the interrupted replacement's start a replacement afresh (the original still waits).
+    with pytest.raises(KeyboardInterrupt):
+        run_cv(config(tmp_path), data, Recorder(stop_at=("mlp", 2)), overwrite=True)
+    other = run_cv(config(tmp_path, recipes=tiny_recipes(epochs=3)), data, overwrite=True)
+    assert (other.trained, other.reused) == (10, 0)
+
+
 def test_folds_of_other_data_are_not_read_back(tmp_path):
     kw = {"recipes": tiny_recipes()[:1], "folds": 2}
     a, b = (dataclasses.replace(tiny_data(60, seed=s), checksum="") for s in (0, 1))  # in memory: hashed

@@ -67,6 +67,9 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path):
     fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt)
     with pytest.raises(DataError, match="another run"):
         fit(recipe.replace(epochs=3), data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
+    # Nor in another precision (a cross-validation's fold resumed with another --precision went on in it).
+    with pytest.raises(DataError, match="precision"):
+        fit(recipe, data(), TrainOptions(device="cpu", precision="bf16"), checkpoint=ckpt, resume=True)
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot be read"):
         fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)

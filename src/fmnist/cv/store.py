@@ -19,7 +19,7 @@ from fmnist.cv.results import FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import UsageError
 from fmnist.paths import safe_name
 from fmnist.fileio import remove_temporaries
-from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten, set_aside
+from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten, previous_run, set_aside
 
 CV_JSON = "cv.json"
 FOLDS_DIR = "folds"
@@ -81,7 +81,11 @@ def prepare_out(out: Path, tasks: list[FoldTask], overwrite: bool = False) -> No
         raise UsageError(f"--out {out} holds files that are not a cross-validation; name a new or empty directory")
     if overwrite:
         # As `train --overwrite`: the cross-validation replaced waits beside OUT (.NAME.previous) until the new one
-        # is written (run_cv deletes it then), so an interrupted replacement loses nothing.
+        # is written (run_cv deletes it then), so an interrupted replacement loses nothing. The same command again
+        # continues that replacement (its finished folds are kept); one with other options starts it afresh.
+        unfinished = previous_run(out).exists() and not (out / CV_JSON).is_file()
+        if unfinished and difference(out, tasks) is None:
+            return
         set_aside(out, finished=(out / CV_JSON).is_file(), what="the cross-validation")
         return
     problem = difference(out, tasks)

@@ -334,12 +334,13 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
 
     With `checkpoint`, the loop's whole state is written there after every epoch and when the callbacks ask to
     stop (then TrainingInterrupted is raised); with `resume`, training continues from that file, which must name
-    the same recipe, seed, training images (their digest) and `tag` (e.g. a cross-validation fold's identity).
+    the same recipe, seed, training images (their digest), precision and `tag` (e.g. a cross-validation fold's
+    identity).
     """
     cb = callbacks or Callbacks()
     loop = start(recipe, data, options, init)
     identity = {"recipe": recipe.to_dict(), "seed": options.seed, "train_images": len(loop.x), "tag": tag,
-                "data": data_digest(*data.train)}
+                "data": data_digest(*data.train), "precision": str(loop.amp or torch.float32).removeprefix("torch.")}
     position = load_checkpoint(checkpoint, loop, identity) if resume and checkpoint else Position(1)
     xv = yv = None
     if data.val is not None and len(data.val[0]):

@@ -108,11 +108,12 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
     if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("version") != VERSION:
         raise DataError(f"{path} is not a checkpoint this fmnist writes; start the run again with --overwrite")
     stored = header.get("identity")
-    if isinstance(stored, dict) and "data" not in stored:  # written before checkpoints named their data
-        identity = {k: v for k, v in identity.items() if k != "data"}
+    for key in ("data", "precision"):  # written before checkpoints named their data, or their precision
+        if isinstance(stored, dict) and key not in stored:
+            identity = {k: v for k, v in identity.items() if k != key}
     if stored != json.loads(json.dumps(identity)):
-        raise DataError(f"checkpoint {path} was written for another run (another recipe, seed or training data: "
-                        "the data changed since it stopped?); start the run again with --overwrite")
+        raise DataError(f"checkpoint {path} was written for another run (another recipe, seed, precision or training "
+                        "data: the data changed since it stopped?); start the run again with --overwrite")
     try:
         model = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         loop.model.load_state_dict(model, strict=True)
