@@ -128,6 +128,37 @@ def test_an_interrupted_overwrite_continues_when_the_same_command_runs_again(tmp
     assert (other.trained, other.reused) == (10, 0)
 
 
+def test_a_second_cross_validation_into_the_same_out_is_refused(tmp_path):
+    # Two at once both "finished", the second's fold files overwritten by the first's.
+    import multiprocessing
+
+    from fmnist.errors import UsageError
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(UsageError, match="another fmnist process .* into"):
+            run_cv(config(tmp_path), tiny_data())
+    finally:
+        release.set()
+        holder.join(60)
+    assert not (tmp_path / "folds").exists()
+    assert run_cv(config(tmp_path), tiny_data()).trained == 10  # once the other is done
+
+
+def _hold_lock(path: str, ready, release) -> None:
+    from pathlib import Path
+
+    from fmnist.runlock import exclusive
+
+    with exclusive(Path(path)):
+        ready.set()
+        release.wait(60)
+
+
 def test_folds_of_other_data_are_not_read_back(tmp_path):
     kw = {"recipes": tiny_recipes()[:1], "folds": 2}
     a, b = (dataclasses.replace(tiny_data(60, seed=s), checksum="") for s in (0, 1))  # in memory: hashed

@@ -32,6 +32,7 @@ from fmnist.errors import UsageError
 from fmnist.fileio import write_json
 from fmnist.reports.cv import write_cv_report
 from fmnist.rundir import previous_run
+from fmnist.runlock import exclusive
 from fmnist.runtime import available_cores, resolve_device, resolve_precision
 
 
@@ -87,7 +88,12 @@ def run_cv(config: CVConfig, data: CVData, progress: CVProgress | None = None, o
     """Cross-validate every recipe on the same folds, resuming from OUT; write cv.json, figures and report.md.
 
     OUT must be empty, absent or this same cross-validation (fmnist.cv.store.prepare_out); `overwrite` replaces
-    a cross-validation made with other options."""
+    a cross-validation made with other options. A second process working in the same OUT is refused."""
+    with exclusive(Path(config.out)):
+        return _run_cv(config, data, progress, overwrite)
+
+
+def _run_cv(config: CVConfig, data: CVData, progress: CVProgress | None, overwrite: bool) -> CVResult:
     progress = progress or CVProgress()
     images, labels = data.images, data.labels
     if config.limit and config.limit >= len(labels):
