@@ -193,6 +193,48 @@ def test_interrupted_and_broken_folds_are_redone(tmp_path):
     assert json.loads(broken.read_text())["score"] == cv.results["mlp"][0].score
 
 
+@pytest.mark.parametrize("change", [{"history": [{}]}, {"history": [1]}, {"score": float("nan")}, {"score": 1.5},
+                                    {"score": True}, {"history": [{"epoch": 1, "train_loss": "x"}]}])
+def test_a_fold_file_of_valid_json_but_not_a_fold_result_is_retrained(tmp_path, change):
+    # A history of [{}] crashed the report (KeyError), a NaN score the summary; 1.5 was averaged as 150%.
+    data = tiny_data(60)
+    kw = {"recipes": tiny_recipes()[:1], "folds": 2}
+    run_cv(config(tmp_path, **kw), data)
+    path = fold_path(tmp_path, "mlp", make_folds(data.labels, k=2)[1])
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    progress = Recorder()
+    cv = run_cv(config(tmp_path, **kw), data, progress)
+    assert (cv.trained, cv.reused) == (1, 1) and any("r1-f2.json: unreadable" in n for n in progress.notes)
+    assert 0 <= json.loads(path.read_text())["score"] <= 1
+
+
+def test_a_directory_where_a_fold_file_belongs_is_named_before_training(tmp_path):
+    from fmnist.errors import UsageError
+
+    data = tiny_data(60)
+    kw = {"recipes": tiny_recipes()[:1], "folds": 2}
+    path = fold_path(tmp_path, "mlp", make_folds(data.labels, k=2)[1])
+    path.mkdir(parents=True)
+    with pytest.raises(UsageError, match="is a directory where the results of a fold belong"):
+        run_cv(config(tmp_path, **kw), data)
+    assert path.is_dir() and not [p for p in (tmp_path / "folds" / "mlp").glob("*.json") if p.is_file()]  # none trained
+
+
+def test_overwrite_through_a_link_replaces_the_link_and_keeps_what_it_pointed_to(tmp_path):
+    # The link was set aside as .NAME.previous, and the next --overwrite failed on rmtree of a link.
+    from fmnist.rundir import previous_run
+
+    data = tiny_data(60)
+    kw = {"recipes": tiny_recipes()[:1], "folds": 2}
+    real, link = tmp_path / "real", tmp_path / "link"
+    run_cv(config(real, **kw), data)
+    link.symlink_to(real, target_is_directory=True)
+    for _ in range(2):
+        cv = run_cv(config(link, **kw), data, overwrite=True)
+        assert cv.trained == 2 and not previous_run(link).exists() and not previous_run(link).is_symlink()
+    assert (real / "cv.json").is_file() and (link / "cv.json").is_file()
+
+
 class StopInSecondEpoch(Callbacks):
     """Asks the fold to stop after a step of its second epoch, as Ctrl-C in `fmnist cv` does."""
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -59,6 +60,16 @@ def remove_temporaries(directory: str | os.PathLike) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def remove_tree(path: str | os.PathLike, missing_ok: bool = False) -> None:
+    """Delete a directory and what it holds; a symbolic link (to a directory) is removed itself, never what it
+    points to."""
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists() or not missing_ok:
+        shutil.rmtree(path)
 
 
 @contextlib.contextmanager

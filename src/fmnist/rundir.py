@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +29,7 @@ from fmnist import __version__
 from fmnist.checkpoint import CHECKPOINT_FILENAME
 from fmnist.config import RunConfig
 from fmnist.errors import DataError, FmnistError, UsageError
-from fmnist.fileio import write_json, write_text
+from fmnist.fileio import remove_tree, write_json, write_text
 from fmnist.runlock import training_pid
 
 CONFIG_FILE = "config.json"
@@ -184,10 +183,10 @@ def set_aside(directory: Path, finished: bool, what: str = "the run") -> None:
     which leaves it untouched."""
     previous = previous_run(directory)
     if previous.exists() and not finished:
-        shutil.rmtree(directory)  # a replacement that did not finish: the one it replaced is the one to keep
+        remove_tree(directory)  # a replacement that did not finish: the one it replaced is the one to keep
         return
     if previous.exists():
-        shutil.rmtree(previous)  # left by an earlier replacement that finished all but its cleanup
+        remove_tree(previous)  # left by an earlier replacement that finished all but its cleanup (a link: itself)
     try:
         directory.rename(previous)
     except OSError as e:

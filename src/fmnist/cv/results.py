@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +141,10 @@ class FoldResult:
         """Parse a fold file's content; KeyError/TypeError/ValueError when it is not one."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d and k != "reused"}
         result = cls(**known)
-        if not isinstance(result.score, (int, float)) or not isinstance(result.history, list) or not result.history:
-            raise ValueError("no score or history")
+        if not (_number(result.score) and 0.0 <= result.score <= 1.0):
+            raise ValueError("no score, or one that is not an accuracy between 0 and 1")
+        if not isinstance(result.history, list) or not result.history or not all(map(_epoch_row, result.history)):
+            raise ValueError("no history, or a row of it that is not an epoch's figures")
         return result
 
     def mismatch(self, task: FoldTask) -> str | None:
@@ -159,6 +162,18 @@ class FoldResult:
             if saved != wanted:
                 return what
         return None
+
+
+def _number(value: Any) -> bool:
+    """A finite int or float (not a bool, not NaN)."""
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def _epoch_row(row: Any) -> bool:
+    """Whether a fold history's row holds an epoch's figures (fmnist.train.stats.EpochStats as a dict)."""
+    return (isinstance(row, dict) and type(row.get("epoch")) is int and row["epoch"] >= 1
+            and all(_number(row.get(k)) for k in ("train_loss", "train_acc"))
+            and all(row.get(k) is None or _number(row[k]) for k in ("val_loss", "val_acc")))
 
 
 def json_roundtrip(obj: Any) -> Any:

@@ -32,6 +32,8 @@ def fold_path(out: Path, recipe: str, fold: Fold) -> Path:
 
 def read_finished(path: Path, task: FoldTask) -> tuple[FoldResult | None, str | None]:
     """The fold result saved at `path` if it stands for `task`; else None and why (None when there is no file)."""
+    if path.is_dir():  # its results could not be written there, whatever was trained
+        raise UsageError(f"{path} is a directory where the results of a fold belong; move it away, then run again")
     try:
         result = FoldResult.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
