@@ -89,8 +89,10 @@ def test_no_variance_in_the_differences():
     assert same.primary.p == 1.0 and not same.significant
     assert same.sentence == "`b` vs `a`: +0.00 points, within noise (p = 1)"
     shifted = compare("b", [0.91, 0.92, 0.93], "a", [0.9, 0.91, 0.92], folds=3)
-    assert shifted.primary.p == 0.0 and shifted.significant
-    assert shifted.sentence == "`b` vs `a`: +1.00 points, a real improvement (p < 0.001)"
+    # The same step on every fold (as coarse scores of tiny folds give) is not called real: it is not tested.
+    assert math.isnan(shifted.primary.p) and not shifted.significant
+    assert shifted.sentence == ("`b` vs `a`: +1.00 points, the same on every fold, which leaves no spread to test it "
+                                "against (too few held-out images per fold?)")
     assert json.dumps(shifted.as_dict(), allow_nan=False)  # t = inf written as null
 
 

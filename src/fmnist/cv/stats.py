@@ -100,8 +100,9 @@ def _t_test(test: str, a: Sequence[float], b: Sequence[float], var_factor: float
         return TTest(test, n, m, math.nan, math.nan, 0, math.nan, math.nan, math.nan)
     se = float(d.std(ddof=1)) * math.sqrt(var_factor)
     if se == 0.0:
-        # Every fold moved by the same amount: no noise to weigh it against.
-        t, p = (0.0, 1.0) if m == 0.0 else (math.copysign(math.inf, m), 0.0)
+        # Every fold moved by the same amount: no noise to weigh it against. None at all is no difference; the same
+        # nonzero step everywhere (coarse scores of tiny folds) is not evidence either way, so it is not tested.
+        t, p = (0.0, 1.0) if m == 0.0 else (math.copysign(math.inf, m), math.nan)
     else:
         t = m / se
         p = float(2 * st.t.sf(abs(t), n - 1))
@@ -123,11 +124,12 @@ def corrected_resampled_t_test(
     return _t_test("corrected resampled t-test", a, b, 1.0 / n + test_train_ratio, confidence)
 
 
-def verdict(a: str, b: str, diff_points: float, p: float, alpha: float = ALPHA) -> str:
-    """The plain sentence: "`a` vs `b`: +0.07 points, within noise (p = 0.41)"."""
+def verdict(a: str, b: str, diff_points: float, p: float, alpha: float = ALPHA,
+            untested: str = "too few folds to test") -> str:
+    """The plain sentence: "`a` vs `b`: +0.07 points, within noise (p = 0.41)"; `untested` says why when p is NaN."""
     head = f"`{a}` vs `{b}`: {diff_points:+.2f} points"
     if math.isnan(p):
-        return f"{head}, too few folds to test"
+        return f"{head}, {untested}"
     if p >= alpha:
         return f"{head}, within noise ({format_p(p)})"
     return f"{head}, a real {'improvement' if diff_points > 0 else 'drop'} ({format_p(p)})"
@@ -156,7 +158,9 @@ class Comparison:
     @property
     def sentence(self) -> str:
         """The verdict in one plain sentence."""
-        return verdict(self.a, self.b, self.primary.mean * 100, self.primary.p, self.alpha)
+        why = ("the same on every fold, which leaves no spread to test it against (too few held-out images per fold?)"
+               if self.primary.n >= 2 else "too few folds to test")
+        return verdict(self.a, self.b, self.primary.mean * 100, self.primary.p, self.alpha, why)
 
     def as_dict(self) -> dict:
         """JSON-ready."""

@@ -125,7 +125,7 @@ def _comparisons(cv: dict[str, Any]) -> list[str]:
         corrected = _p(c["corrected"]["p"]) if c["corrected"] else NONE
         lines.append(
             f"| {cell(c['a'])} vs {cell(c['b'])} | {c['mean_difference'] * 100:+.3f} | {ci} | {_p(c['paired']['p'])} | "
-            f"{corrected} | {'real' if c['significant'] else 'within noise'} |"
+            f"{corrected} | {'real' if c['significant'] else 'not tested' if c['p'] is None else 'within noise'} |"
         )
     lines += [""] + [f"- {c['sentence']}" for c in cv["comparisons"]]
     return lines
