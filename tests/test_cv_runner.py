@@ -92,7 +92,7 @@ def test_resume_reads_finished_folds_back(tmp_path):
     # Other settings are never mixed in: more epochs is refused, saying what differs; --overwrite retrains every fold.
     from fmnist.errors import UsageError
 
-    with pytest.raises(UsageError, match=r"made with another recipe mlp \(epochs 1 there, 2 now.*--overwrite"):
+    with pytest.raises(UsageError, match=r"made with recipe mlp set otherwise \(epochs 1 there, 2 now.*--overwrite"):
         run_cv(config(tmp_path, recipes=tiny_recipes(epochs=2)), data)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "folds").rglob("*.json")} == stamps
     # An --overwrite interrupted in its first fold keeps the cross-validation it replaces, set aside beside OUT.
@@ -406,3 +406,17 @@ if __name__ == "__main__":
     else:
         os.kill(worker, signal.SIGKILL)
         pytest.fail("the worker outlived its parent by 10 s")
+
+
+def test_commands_that_read_runs_say_a_cross_validation_is_one(tmp_path, capsys):
+    # They said config.json was missing, or that the folder held no model.safetensors.
+    from fmnist.cli import main
+
+    run_cv(config(tmp_path, recipes=tiny_recipes()[:1], folds=2), tiny_data(60))
+    capsys.readouterr()
+    for args in (["report", tmp_path], ["evaluate", tmp_path], ["export", tmp_path, "--out", tmp_path / "m.onnx"]):
+        with pytest.raises(SystemExit) as stopped:
+            main([str(a) for a in args])
+        assert stopped.value.code == 2 and "is a cross-validation" in capsys.readouterr().err, args
+    main(["runs", str(tmp_path)])
+    assert "is a cross-validation" in capsys.readouterr().out

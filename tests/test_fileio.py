@@ -238,3 +238,15 @@ def test_remove_temporaries_takes_only_what_an_interrupted_write_left(tmp_path):
         (tmp_path / name).write_text("partial")
     assert sorted(p.name for p in remove_temporaries(tmp_path)) == sorted(temporary) and len(temporary) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(mine + ["checkpoint.safetensors", "montage.png"])
+
+
+def test_check_writable_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch):
+    fileio.check_writable(tmp_path / "new" / "dir")
+    assert list((tmp_path / "new" / "dir").iterdir()) == []
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fileio.os, "open", read_only)
+    with pytest.raises(WriteError, match="read-only file system; pass another --out"):
+        fileio.check_writable(tmp_path)

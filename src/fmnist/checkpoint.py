@@ -39,6 +39,7 @@ from fmnist.errors import DataError, UsageError
 from fmnist.fileio import atomic_write
 from fmnist.models import build_model, list_models
 from fmnist.models.bounds import MAX_CLASSES, arg_problems
+from fmnist.paths import cv_dir_note
 from fmnist.runtime import resolve_device
 
 FORMAT = "fmnist-model"
@@ -187,8 +188,8 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
             if (path / CHECKPOINT_FILENAME).is_file():
                 raise DataError(f"directory {path} holds no {MODEL_FILENAME}: its training stopped before the end; "
                                 f"finish it with `fmnist train --resume {shlex.quote(str(path))}`")
-            raise DataError(f"directory {path} holds no {MODEL_FILENAME}; pass a model file or a run directory "
-                            "that `fmnist train` wrote")
+            raise DataError(cv_dir_note(path) or f"directory {path} holds no {MODEL_FILENAME}; pass a model file or "
+                            "a run directory that `fmnist train` wrote")
         return inner
     if not path.exists():
         raise DataError(f"model file {path} does not exist; check the path or train one with `fmnist train`")

@@ -122,6 +122,16 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def check_writable(directory: str | os.PathLike) -> None:
+    """Make `directory` (and its parents) and write and delete a temporary file in it: a WriteError now, naming
+    the fix, rather than after work whose results it could not hold."""
+    directory = Path(directory)
+    with _write_errors(directory / "file"):
+        fd, tmp = _create_temp(directory / "file", ".write-check.", ".tmp")
+        os.close(fd)
+        _discard(tmp)
+
+
 def write_error(path: str | os.PathLike, error: OSError) -> WriteError | None:
     """The WriteError telling the user how to fix `error` (raised writing `path`), or None if it is not theirs to fix."""
     if isinstance(error, WriteError) or error.errno not in _FIXABLE:

@@ -1,4 +1,5 @@
-"""Where fmnist keeps things on disk: the one cache root, and file names made safe from user strings."""
+"""Where fmnist keeps things on disk: the one cache root, file names made safe from user strings, and the file that
+marks a cross-validation's directory (so that commands reading runs can tell one apart)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import re
 from pathlib import Path
 
 CACHE_ENV = "FMNIST_CACHE"
+CV_JSON = "cv.json"  # a cross-validation's results, in its --out directory (fmnist.cv.store)
+
+
+def cv_dir_note(path: Path) -> str | None:
+    """What to say of `path` when it is a cross-validation's directory rather than a training run's; else None."""
+    if not (Path(path) / CV_JSON).is_file():
+        return None
+    return (f"{path} is a cross-validation (its results are in {CV_JSON} and report.md, re-drawn by running the same "
+            "`fmnist cv` command again), which keeps no model; train one with `fmnist train RECIPE`")
 
 
 def cache_root() -> Path:

@@ -30,6 +30,7 @@ from fmnist.checkpoint import CHECKPOINT_FILENAME
 from fmnist.config import RunConfig
 from fmnist.errors import DataError, FmnistError, UsageError
 from fmnist.fileio import remove_tree, write_json, write_text
+from fmnist.paths import cv_dir_note
 from fmnist.runlock import training_pid
 
 CONFIG_FILE = "config.json"
@@ -211,6 +212,8 @@ def load_run(run_dir: str | os.PathLike) -> RunRecord:
         raise DataError(f"{run_dir} is a file, not a run directory; pass the directory `fmnist train` wrote{hint}")
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory; pass a directory written by `fmnist train`")
+    if not (run_dir / CONFIG_FILE).exists() and cv_dir_note(run_dir):
+        raise DataError(cv_dir_note(run_dir))
     config_path = run_dir / CONFIG_FILE
     raw = read_json(config_path)
     try:

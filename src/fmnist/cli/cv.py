@@ -26,7 +26,7 @@ def cv(
                                                      autocompletion=complete_recipe)],
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per repeat (K).")] = 5,
     seed: Annotated[int, typer.Option(help=(
-        "Shuffle seed, 0 to 4294967295; 1 gives the seed's KFold(5, shuffle=True, random_state=1)."))] = 1,
+        "Shuffle seed, 0 to 4294967295; 1 gives the folds of the tutorial code's KFold(5, shuffle=True, random_state=1)."))] = 1,
     stratified: Annotated[bool, typer.Option("--stratified", help="Keep each class's share in every fold.")] = False,
     repeats: Annotated[int, typer.Option(min=1, help="Repeated K-fold: repeat r shuffles with seed + r - 1.")] = 1,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override every recipe's epochs.")] = None,
@@ -111,17 +111,19 @@ def cv(
         with sigterm_as_ctrl_c():
             result = run_cv(config, data, Printer(), overwrite=overwrite)
     except KeyboardInterrupt:
+        from fmnist.cv.store import FOLDS_DIR
+        from fmnist.rundir import previous_run
         from fmnist.train.loop import TrainingInterrupted
 
         where = "starts over (Ray folds keep no checkpoint)" if ray or ray_address else \
             "continues from its last epoch's checkpoint"
-        from fmnist.rundir import previous_run
-
         kept = previous_run(Path(config.out))
         aside = (f" (the cross-validation it replaces waits in {kept} until then; move it back to keep it instead)"
                  if kept.is_dir() else "")
-        raise TrainingInterrupted(f"interrupted: the finished folds are kept in {config.out}, and a fold in progress "
-                                  f"{where}; run the same command again to continue{aside}", None) from None
+        finished = any(p.is_file() for p in Path(config.out).glob(f"{FOLDS_DIR}/*/*.json"))
+        done = f"the finished folds are kept in {config.out}" if finished else "no fold had finished"
+        raise TrainingInterrupted(f"interrupted: {done}, and a fold in progress {where}; run the same command "
+                                  f"again to continue{aside}", None) from None
     if as_json:
         print_json(result.to_dict(histories=False))
         return

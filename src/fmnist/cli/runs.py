@@ -62,7 +62,10 @@ def _list(root: Path, sort: str, reverse: bool, as_json: bool) -> None:
         print_json({"root": str(root), "runs": rows, "skipped": problems})
         return
     if not rows:
-        out.print(f"no finished runs under {root}", markup=False)
+        from fmnist.paths import cv_dir_note
+
+        note = cv_dir_note(root)
+        out.print(f"no finished runs under {root}" + (f": {note}" if note else ""), markup=False, soft_wrap=True)
         return
     # Every cell whole: long ones fold onto more lines rather than end in an ellipsis (a path must stay a path).
     table = Table(*(Column(h, overflow="fold") for h in ("recipe", "dataset", "test acc", "train s", "epochs", "date", "path")))

@@ -29,7 +29,7 @@ from fmnist.cv.stats import compare, summarize
 from fmnist.cv.store import CV_JSON, checkpoint_path, clean_temp_files, fold_path, prepare_out, read_finished
 from fmnist.data.splits import subset
 from fmnist.errors import UsageError
-from fmnist.fileio import remove_tree, write_json
+from fmnist.fileio import check_writable, remove_tree, write_json
 from fmnist.reports.cv import write_cv_report
 from fmnist.rundir import previous_run
 from fmnist.runlock import exclusive
@@ -105,6 +105,7 @@ def _run_cv(config: CVConfig, data: CVData, progress: CVProgress | None, overwri
     folds, tasks = plan(config, labels, checksum)
     out = Path(config.out)
     prepare_out(out, tasks, overwrite)
+    check_writable(out)  # before any fold trains: a read-only or full --out is said now
     clean_temp_files(out)
     smallest = min(len(f.held_out) for f in folds)
     if smallest < TOO_FEW:

@@ -17,11 +17,10 @@ from typing import Any
 from fmnist.cv.folds import Fold
 from fmnist.cv.results import FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import UsageError
-from fmnist.paths import safe_name
+from fmnist.paths import CV_JSON, safe_name
 from fmnist.fileio import remove_temporaries
 from fmnist.rundir import CONFIG_FILE, METRICS_FILE, check_directory_path, flatten, previous_run, set_aside
 
-CV_JSON = "cv.json"
 FOLDS_DIR = "folds"
 
 
@@ -108,7 +107,8 @@ def difference(out: Path, tasks: list[FoldTask]) -> str | None:
         reason = saved.mismatch(task)
         where = path.relative_to(out)
         if reason == "a different recipe":
-            return f"another recipe {task.recipe.name} ({_recipe_change(saved.recipe_config, task.recipe.to_dict())}; {where})"
+            return (f"recipe {task.recipe.name} set otherwise ({_recipe_change(saved.recipe_config, task.recipe.to_dict())}; "
+                    f"{where})")
         if reason:
             return f"{_OPTIONS_OF.get(reason, reason)} ({where})"
     recipes = {safe_name(t.recipe.name) for t in tasks}
