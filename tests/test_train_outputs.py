@@ -51,7 +51,8 @@ def test_keep_checkpoints_and_resume_of_a_finished_run(cli, tiny_data_dir, tmp_p
 
 
 @pytest.mark.timeout(400)
-def test_ctrl_c_writes_a_checkpoint_prints_the_resume_command_and_resume_finishes(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])  # as a shell reports each
+def test_ctrl_c_writes_a_checkpoint_prints_the_resume_command_and_resume_finishes(tiny_data_dir, tmp_path, sig, code):
     run = tmp_path / "run"
     env = os.environ | {"COLUMNS": "200"}
     cmd = [sys.executable, "-m", "fmnist", "--dataset", "idx", "--data-dir", str(tiny_data_dir), "train", "mlp",
@@ -61,9 +62,9 @@ def test_ctrl_c_writes_a_checkpoint_prints_the_resume_command_and_resume_finishe
     while not (run / "checkpoint.safetensors").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "training ended before it could be interrupted"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert f"resume with: fmnist train --resume {run}" in stderr and "Traceback" not in stderr
     assert (run / "checkpoint.safetensors").is_file() and not (run / "model.safetensors").exists()
     done = subprocess.run([sys.executable, "-m", "fmnist", "train", "--resume", str(run), "--json"],

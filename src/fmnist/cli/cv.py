@@ -104,7 +104,7 @@ def cv(
             how = "read back" if result.reused else f"{result.seconds:.1f} s"
             lines.print(f"{result.recipe} {fold.label}: {result.score * 100:.2f}% ({how})", markup=False)
 
-    from fmnist.cli.progress import sigterm_as_ctrl_c
+    from fmnist.cli.progress import interrupt_exit_code, sigterm_as_ctrl_c
 
     data = CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir))
     try:
@@ -122,8 +122,10 @@ def cv(
                  if kept.is_dir() else "")
         finished = any(p.is_file() for p in Path(config.out).glob(f"{FOLDS_DIR}/*/*.json"))
         done = f"the finished folds are kept in {config.out}" if finished else "no fold had finished"
-        raise TrainingInterrupted(f"interrupted: {done}, and a fold in progress {where}; run the same command "
-                                  f"again to continue{aside}", None) from None
+        error = TrainingInterrupted(f"interrupted: {done}, and a fold in progress {where}; run the same command "
+                                    f"again to continue{aside}", None)
+        error.exit_code = interrupt_exit_code()
+        raise error from None
     if as_json:
         print_json(result.to_dict(histories=False))
         return

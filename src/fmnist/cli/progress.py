@@ -74,18 +74,28 @@ class EpochProgress(Callbacks):
             self.progress = None
 
 
+_LAST_SIGNAL = [signal.SIGINT]  # the signal that last asked a command to stop
+
+
+def interrupt_exit_code() -> int:
+    """The exit code of a command a signal stopped, as a shell reports one the signal ended: 128 + its number
+    (130 after Ctrl-C, 143 after SIGTERM)."""
+    return 128 + int(_LAST_SIGNAL[0])
+
+
 class StopOnSignal:
     """Ctrl-C (SIGINT) or SIGTERM asks training to stop after the step in progress and write its checkpoint; a
-    second signal ends the process at once (exit 130), as a user pressing Ctrl-C twice expects."""
+    second signal ends the process at once (exit 130, or 143 after SIGTERM), as a user pressing Ctrl-C twice expects."""
 
     def __init__(self) -> None:
         self.requested = False
 
     def _handle(self, signum: int, frame: object) -> None:
+        _LAST_SIGNAL[0] = signum
         if self.requested:
             err.print("quit at once: the run keeps the checkpoint of its last finished epoch, if it finished one "
                       "(resume it with `fmnist train --resume RUN`)")
-            os._exit(130)
+            os._exit(interrupt_exit_code())
         self.requested = True
         err.print("stopping after this step to write a checkpoint (press Ctrl-C again to quit at once)")
 
@@ -111,7 +121,11 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    def interrupt(signum: int, frame: object) -> None:
+        _LAST_SIGNAL[0] = signum
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
     finally:

@@ -56,7 +56,7 @@ def sweep(
     read. The study is stored in runs/sweeps/NAME/study.db, so rerunning the command continues it. Prints the trials,
     the best settings as an `fmnist train` command, and writes trials.json and sweep.png beside the study.
     """
-    from fmnist.cli.progress import sigterm_as_ctrl_c
+    from fmnist.cli.progress import interrupt_exit_code, sigterm_as_ctrl_c
     from fmnist.errors import DataError
     from fmnist.runtime import configure_process
     from fmnist.sweep import SweepConfig, parse_param, run_sweep
@@ -90,9 +90,10 @@ def sweep(
     except KeyboardInterrupt:
         from fmnist.train.loop import TrainingInterrupted
 
-        raise TrainingInterrupted(f"interrupted: the finished trials are kept in {cfg.directory}; the trial that was "
-                                  f"running is marked failed. Run the same command again to continue the sweep",
-                                  None) from None
+        error = TrainingInterrupted(f"interrupted: the finished trials are kept in {cfg.directory}; the trial that "
+                                    "was running is marked failed. Run the same command again to continue the sweep", None)
+        error.exit_code = interrupt_exit_code()
+        raise error from None
     rows = trial_rows(study, cfg)
     held = finished(study)
     if held > cfg.trials:

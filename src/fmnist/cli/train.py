@@ -57,7 +57,7 @@ def train(
     import dataclasses
     import shlex
 
-    from fmnist.cli.progress import EpochProgress, StopOnSignal
+    from fmnist.cli.progress import EpochProgress, StopOnSignal, interrupt_exit_code
     from fmnist.train.loop import TrainingInterrupted
     from fmnist.config import RunConfig, TrainOptions
     from fmnist.pipeline import train_run
@@ -116,7 +116,9 @@ def train(
         hint = f"; resume with: fmnist train --resume {shlex.quote(str(where))}" if where else ""
         if where is not None and previous_run(where).is_dir():
             hint += f" (the run it replaces is kept in {previous_run(where)} until then)"
-        raise TrainingInterrupted(f"{e}{hint}", e.checkpoint) from None
+        error = TrainingInterrupted(f"{e}{hint}", e.checkpoint)
+        error.exit_code = interrupt_exit_code()  # 130 after Ctrl-C, 143 after SIGTERM
+        raise error from None
     m = result.metrics
     summary = {
         "run_dir": str(result.run_dir),
