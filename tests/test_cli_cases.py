@@ -395,3 +395,24 @@ def test_ctrl_c_in_a_command_that_does_not_catch_it_is_a_sentence_and_exit_130(c
         r = cli("data", "info", "--data-dir", tiny_data_dir, "--dataset", "idx", *args)
         assert r.exit_code == 130 and "error: interrupted before the command finished" in r.stderr
     assert json.loads(r.stdout)["error"]["exit_code"] == 130
+
+
+def test_cv_compares_a_recipe_with_a_variant_of_it_on_the_same_folds(cli, tiny_data_dir, tmp_path):
+    from fmnist.recipes.overrides import variant
+    from fmnist.errors import UsageError
+
+    v = variant("fast+lr=1e+1+augment.erase=0.25", first=("epochs=3", "lr=0.3"))
+    assert (v.name, v.optimizer.lr, v.augment.erase, v.epochs) == ("fast+lr=1e+1+augment.erase=0.25", 10.0, 0.25, 3)
+    assert variant("fast") is variant("fast") and variant("fast", first=("epochs=2",)).name == "fast"
+    for spec, fragment in [("fast+lr", "neither a recipe nor a variant"), ("fast+name=x", "named by what it changes"),
+                           ("fast+lr=abc", "'fast\\+lr=abc': invalid optimizer"), ("fst+lr=0.1", "did you mean 'fast'")]:
+        with pytest.raises(UsageError, match=fragment):
+            variant(spec)
+    out = tmp_path / "cv"
+    r = cli(*idx(tiny_data_dir, "cv", "mlp", "mlp+lr=0.01", "--folds", "2", *QUICK, "--out", out, "--json"))
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert list(result["recipes"]) == ["mlp", "mlp+lr=0.01"]
+    saved = json.loads((out / "folds" / "mlp_lr_0.01" / "r1-f1.json").read_text())
+    assert saved["recipe"] == "mlp+lr=0.01" and saved["recipe_config"]["optimizer"]["lr"] == 0.01
+    assert result["comparisons"][0]["sentence"].startswith("`mlp+lr=0.01` vs `mlp`: ")

@@ -22,8 +22,10 @@ from fmnist.cli.common import (
 
 def cv(
     ctx: typer.Context,
-    recipes: Annotated[list[str], typer.Argument(help="Recipe names (see `fmnist models`); the first is the reference.", show_default=False,
-                                                     autocompletion=complete_recipe)],
+    recipes: Annotated[list[str], typer.Argument(help=(
+        "Recipe names (see `fmnist models`), or variants RECIPE+KEY=VALUE[+KEY=VALUE] (e.g. fast+lr=0.1, settings "
+        "as `fmnist train --set` takes them); the first is the reference."), show_default=False,
+        autocompletion=complete_recipe)],
     folds: Annotated[int, typer.Option("--folds", "-k", min=2, help="Folds per repeat (K).")] = 5,
     seed: Annotated[int, typer.Option(help=(
         "Shuffle seed, 0 to 4294967295; 1 gives the folds of the tutorial code's KFold(5, shuffle=True, random_state=1)."))] = 1,
@@ -55,17 +57,18 @@ def cv(
     from fmnist.cv.results import CVConfig, CVData, CVProgress, FoldResult, FoldTask
     from fmnist.cv.runner import run_cv
     from fmnist.data import load_dataset
-    from fmnist.recipes import get_recipe
+    from fmnist.paths import safe_name
+    from fmnist.recipes.overrides import variant
     from fmnist.runtime import keep_freed_memory
 
     s = settings(ctx, data_dir, dataset, device)
     keep_freed_memory()  # threads: each fold sets its own (--threads)
-    chosen = tuple(get_recipe(name).replace(epochs=epochs) for name in recipes)
+    chosen = tuple(variant(name, first=(f"epochs={epochs}",) if epochs else ()) for name in recipes)
     if ray or ray_address:
         import_ray()  # fail before loading data or training anything
     config = CVConfig(
         recipes=chosen,
-        out=out_dir or Path("runs") / ("cv-" + "+".join(recipes)),
+        out=out_dir or Path("runs") / ("cv-" + "+".join(safe_name(name) for name in recipes)),
         folds=folds,
         seed=seed,
         stratified=stratified,

@@ -127,7 +127,7 @@ def corrected_resampled_t_test(
 def verdict(a: str, b: str, diff_points: float, p: float, alpha: float = ALPHA,
             untested: str = "too few folds to test") -> str:
     """The plain sentence: "`a` vs `b`: +0.07 points, within noise (p = 0.41)"; `untested` says why when p is NaN."""
-    head = f"`{a}` vs `{b}`: {diff_points:+.2f} points"
+    head = f"`{a}` vs `{b}`: {round(diff_points, 2) or 0.0:+.2f} points"  # never "-0.00"
     if math.isnan(p):
         return f"{head}, {untested}"
     if p >= alpha:

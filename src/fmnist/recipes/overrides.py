@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import re
 from typing import Any
 
 from fmnist.config import ABOUT, Recipe
@@ -88,6 +89,35 @@ def apply_assignment(recipe: Recipe, assignment: str) -> Recipe:
     if not sep or not key:
         raise UsageError(f"a setting is KEY=VALUE (e.g. lr=0.2 or augment.erase=0.25), got {assignment!r}")
     return override(recipe, key.strip(), parse_value(raw))
+
+
+# `fast+lr=0.1+augment.erase=0.25`: a `+` that starts a KEY= (not the one inside a number such as 1e+3).
+_VARIANT_PLUS = re.compile(r"\+(?=[A-Za-z_][\w.]*=)")
+
+
+def variant(spec: str, first: tuple[str, ...] = ()) -> Recipe:
+    """A recipe of the catalogue by name, or `NAME+KEY=VALUE[+KEY=VALUE...]`: that recipe with the settings changed
+    and named by `spec` itself (`fast+lr=0.1`), so that a cross-validation can compare it with the recipe it varies
+    on the same folds. The assignments `first` (a command's own options, such as `epochs=3`) apply before the
+    variant's own. A UsageError names an unknown recipe or a setting it refuses."""
+    from fmnist.recipes import get_recipe  # the catalogue's package imports this module's neighbours, not this one
+
+    base, *assignments = _VARIANT_PLUS.split(spec)
+    if "+" in base or "=" in base:
+        raise UsageError(f"{spec!r} is neither a recipe nor a variant of one: write a variant as RECIPE+KEY=VALUE "
+                         "(e.g. fast+lr=0.1 or fast+lr=0.1+augment.erase=0.25)")
+    recipe = get_recipe(base)
+    for assignment in first:
+        recipe = apply_assignment(recipe, assignment)
+    for assignment in assignments:
+        if canonical(assignment.partition("=")[0]) in ABOUT:
+            raise UsageError(f"{spec!r}: a variant is named by what it changes; set its training settings, not "
+                             f"{assignment.partition('=')[0]}")
+        try:
+            recipe = apply_assignment(recipe, assignment)
+        except UsageError as e:
+            raise UsageError(f"{spec!r}: {e}") from None
+    return dataclasses.replace(recipe, name=spec) if assignments else recipe
 
 
 def _model_arg(model: str, name: str, value: Any) -> Any:
