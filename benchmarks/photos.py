@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "everything":
             everything = views["photo"]
         gap = (untouched - acc["photo"]) * 100
-        rows.append([name, f"{acc['dataset'] * 100:.1f}", f"{acc['photo'] * 100:.1f}", f"{-gap:+.1f}",
+        rows.append([name, f"{acc['dataset'] * 100:.1f}", f"{acc['photo'] * 100:.1f}", f"{round(-gap, 1) or 0.0:+.1f}",
                      "yes" if gap <= TARGET else "**no**", failed, f"{ms:.0f}"])
         print(f"{name:>12}: dataset {acc['dataset'] * 100:5.1f}%  photo {acc['photo'] * 100:5.1f}%  "
               f"({round(-gap, 1) or 0.0:+.1f} points; {failed} without an article; {ms:.0f} ms per image to make and preprocess)",

@@ -86,9 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = kit.parser(__doc__, out_help="the results file (default runs/bench/side_by_side.json)")
     parser.add_argument("--keras-python", default=None,
                         help=f"a Python with tensorflow + keras (default {DEFAULT_KERAS})")
-    parser.add_argument("--rounds", type=kit.positive, default=2)
-    parser.add_argument("--baseline-epochs", type=kit.positive, default=10)
-    parser.add_argument("--minivgg-epochs", type=int, default=3, help="per side per round (median epoch time)")
+    parser.add_argument("--rounds", type=kit.positive, default=None, help="default 2 (1 with --quick)")
+    parser.add_argument("--baseline-epochs", type=kit.positive, default=None,
+                        help=f"default 10 ({kit.QUICK_EPOCHS} with --quick)")
+    parser.add_argument("--minivgg-epochs", type=kit.positive, default=None,
+                        help=f"per side per round (median epoch time); default 3 ({kit.QUICK_EPOCHS} with --quick)")
     parser.add_argument("--ours", metavar="SYSTEM", help=argparse.SUPPRESS)  # internal: one timing job, JSON out
     parser.add_argument("--epochs", type=kit.positive, default=10, help=argparse.SUPPRESS)
     parser.add_argument("--render", action="store_true", help="only rewrite the table from the results file")
@@ -106,8 +108,11 @@ def main(argv: list[str] | None = None) -> None:
         kit.publish(args, "keras", section)
         return
     sides = ["keras", "fmnist"]
+    quick = args.quick  # an explicit value holds under --quick too
+    args.rounds = args.rounds or (1 if quick else 2)
+    args.baseline_epochs = args.baseline_epochs or (kit.QUICK_EPOCHS if quick else 10)
+    args.minivgg_epochs = args.minivgg_epochs or (kit.QUICK_EPOCHS if quick else 3)
     if args.quick:
-        args.rounds, args.baseline_epochs, args.minivgg_epochs = 1, kit.QUICK_EPOCHS, kit.QUICK_EPOCHS
         kit.clear_quick(results)
         if args.keras_python is None:
             sides = ["fmnist"]

@@ -403,9 +403,11 @@ def test_cv_compares_a_recipe_with_a_variant_of_it_on_the_same_folds(cli, tiny_d
 
     v = variant("fast+lr=1e+1+augment.erase=0.25", first=("epochs=3", "lr=0.3"))
     assert (v.name, v.optimizer.lr, v.augment.erase, v.epochs) == ("fast+lr=1e+1+augment.erase=0.25", 10.0, 0.25, 3)
+    assert variant("fast+model_args.widths=[8,16]+model_args.blocks=[0,1]").model_args["blocks"] == [0, 1]
     assert variant("fast") is variant("fast") and variant("fast", first=("epochs=2",)).name == "fast"
     for spec, fragment in [("fast+lr", "neither a recipe nor a variant"), ("fast+name=x", "named by what it changes"),
-                           ("fast+lr=abc", "'fast\\+lr=abc': invalid optimizer"), ("fst+lr=0.1", "did you mean 'fast'")]:
+                           ("fast+lr=abc", "'fast\\+lr=abc': invalid optimizer"), ("fst+lr=0.1", "did you mean 'fast'"),
+                           ("fast+model_args.widths=[8,16]", "widths and blocks must have the same length")]:
         with pytest.raises(UsageError, match=fragment):
             variant(spec)
     out = tmp_path / "cv"

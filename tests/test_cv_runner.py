@@ -217,7 +217,12 @@ def test_a_directory_where_a_fold_file_belongs_is_named_before_training(tmp_path
     path.mkdir(parents=True)
     with pytest.raises(UsageError, match="is a directory where the results of a fold belong"):
         run_cv(config(tmp_path, **kw), data)
-    assert path.is_dir() and not [p for p in (tmp_path / "folds" / "mlp").glob("*.json") if p.is_file()]  # none trained
+    path.rmdir()
+    path.parent.rmdir()
+    path.parent.write_text("")  # a file where the recipe's folder of folds belongs
+    with pytest.raises(UsageError, match="is a file where the folder of a recipe's folds belongs"):
+        run_cv(config(tmp_path, **kw), data)
+    assert path.parent.is_file() and not list(tmp_path.glob("folds/*/*.json"))  # nothing trained
 
 
 def test_overwrite_through_a_link_replaces_the_link_and_keeps_what_it_pointed_to(tmp_path):

@@ -146,6 +146,21 @@ def test_incomplete_cache_is_not_a_source(tmp_path, isolated_cache):
     assert load_dataset(spec, download=False).source == "system"
 
 
+def test_one_split_loads_from_a_copy_holding_its_files_a_complete_copy_first(tmp_path, isolated_cache):
+    # evaluate wanted the training files too; and a cache of the test files alone must not hide a complete copy.
+    system_splits, cache_splits = tiny_splits(0), tiny_splits(1)
+    system = write_dataset(tmp_path / "system", *system_splits)
+    write_dataset(isolated_cache / "tiny", *cache_splits)
+    for name in FILES[:2]:
+        (isolated_cache / "tiny" / f"{name}.gz").unlink()  # the cache holds the test split only
+    spec = DatasetSpec(name="tiny", title="Tiny", classes=DIGITS, system_dir=system)
+    assert np.array_equal(load_split("test", spec, download=False).images, system_splits[1].images)
+    alone = DatasetSpec(name="tiny", title="Tiny", classes=DIGITS, system_dir=tmp_path / "nowhere")
+    assert np.array_equal(load_split("test", alone, download=False).images, cache_splits[1].images)
+    with pytest.raises(DataError, match="not found"):
+        load_split("train", alone, download=False)
+
+
 def test_missing_data_message_gives_the_three_ways(no_system, isolated_cache):
     with pytest.raises(DataError) as e:
         load_dataset("fashion-mnist", download=False)

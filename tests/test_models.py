@@ -142,6 +142,9 @@ def test_bad_padding_is_a_usage_error():
         build_model("baseline", padding="full")
     with pytest.raises(UsageError, match="out of bounds"):  # what a model file may not hold is not built either
         build_model("baseline", filters=5000)
+    assert build_model("resnet", widths=(8, 16), blocks=(0, 1)) is not None  # a tuple is a list here too
+    with pytest.raises(UsageError, match="widths and blocks must have the same length"):  # refused together
+        build_model("resnet", widths=[8, 16])
 
 
 def test_flatten_size_follows_image_size():

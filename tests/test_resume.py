@@ -68,7 +68,7 @@ def test_a_checkpoint_of_another_recipe_is_refused(tmp_path):
     with pytest.raises(DataError, match="another run"):
         fit(recipe.replace(epochs=3), data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True)
     # Nor in another precision (a cross-validation's fold resumed with another --precision went on in it).
-    with pytest.raises(DataError, match="precision"):
+    with pytest.raises(DataError, match="trained in fp32 and would go on in bf16 here"):
         fit(recipe, data(), TrainOptions(device="cpu", precision="bf16"), checkpoint=ckpt, resume=True)
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="cannot be read"):

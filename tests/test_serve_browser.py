@@ -118,6 +118,8 @@ def test_files_go_in_requests_within_the_limits_and_the_page_survives_misuse(ser
     files.append(tmp_path / "phone.jpg")  # over the 300 kB a request may hold: scaled down in the page
     files[-1].write_bytes(png_bytes(rng.integers(0, 255, (1200, 1200, 3), dtype=np.uint8), "JPEG"))
     assert files[-1].stat().st_size > 300_000
+    files.insert(1, tmp_path / "broken.png")  # too large to send and not an image the page can scale down
+    files[1].write_bytes(rng.integers(0, 255, 400_000, dtype=np.uint8).tobytes())
     (tmp_path / "notes.pdf").write_bytes(b"%PDF-1.4 not an image")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=60_000)
@@ -138,22 +140,27 @@ def test_files_go_in_requests_within_the_limits_and_the_page_survives_misuse(ser
 
             page.set_input_files("#files", [str(f) for f in files])
             sync_api.expect(page.locator("#status")).to_contain_text("Predicted 4 images", timeout=WAIT)
-            assert "1 large image scaled down" in page.locator("#status").inner_text()
-            assert len(posts) >= 2 and page.locator(".result .name").count() == 4
+            status = page.locator("#status").inner_text()
+            assert "1 could not be used" in status and "1 large image scaled down" in status, status
+            assert len(posts) >= 3 and page.locator(".result").count() == 5
+            yours = page.locator(".result .yours")
+            shown = [(yours.nth(i).get_attribute("alt") or yours.nth(i).get_attribute("aria-label")).split()[2]
+                     for i in range(5)]
+            assert shown == [f.name for f in files], shown  # in the order chosen, across the requests
 
             page.evaluate(DROP_ON_FOOTER)  # a PNG and a PDF, dropped beside the drop zone
             sync_api.expect(page.locator("#status")).to_contain_text("Skipped 1 file", timeout=WAIT)
             assert "dropped.png" in page.locator(".result img.yours").first.get_attribute("alt")
             page.evaluate(PASTE)
-            sync_api.expect(page.locator(".result")).to_have_count(6, timeout=WAIT)
+            sync_api.expect(page.locator(".result")).to_have_count(7, timeout=WAIT)
 
             page.set_input_files("#files", str(tmp_path / "notes.pdf"))
-            sync_api.expect(page.locator(".result .unshown")).to_have_count(1, timeout=WAIT)
-            assert "notes.pdf (cannot be shown)" in page.locator(".unshown").get_attribute("aria-label")
+            sync_api.expect(page.locator(".result .unshown")).to_have_count(2, timeout=WAIT)  # with broken.png
+            assert "notes.pdf (cannot be shown)" in page.locator(".unshown").first.get_attribute("aria-label")
 
             before = len(posts)
             page.locator(".gallery button").first.dblclick()
-            sync_api.expect(page.locator(".result")).to_have_count(8, timeout=WAIT)
+            sync_api.expect(page.locator(".result")).to_have_count(9, timeout=WAIT)
             page.wait_for_timeout(500)
             assert len(posts) == before + 1, "a double click sent two requests"
 

@@ -105,6 +105,7 @@ class StopOnSignal:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        _LAST_SIGNAL[0] = signal.SIGINT  # what a command stopped some other way (Ctrl-C in a library) reports
         previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
@@ -125,6 +126,7 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         _LAST_SIGNAL[0] = signum
         raise KeyboardInterrupt
 
+    _LAST_SIGNAL[0] = signal.SIGINT  # a KeyboardInterrupt not raised by `interrupt` is Ctrl-C's
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield

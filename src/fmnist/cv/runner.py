@@ -105,7 +105,7 @@ def _run_cv(config: CVConfig, data: CVData, progress: CVProgress | None, overwri
     folds, tasks = plan(config, labels, checksum)
     out = Path(config.out)
     prepare_out(out, tasks, overwrite)
-    check_writable(out)  # before any fold trains: a read-only or full --out is said now
+    check_writable(out)  # before any fold trains: a read-only --out (or one not ours) is said now
     clean_temp_files(out)
     smallest = min(len(f.held_out) for f in folds)
     if smallest < TOO_FEW:

@@ -91,6 +91,9 @@ class TTest:
         return {k: _finite(v) for k, v in self.__dict__.items()}
 
 
+SAME_STEP = 1e-9  # a spread of the fold differences below this (relative) is rounding: every fold moved alike
+
+
 def _t_test(test: str, a: Sequence[float], b: Sequence[float], var_factor: float, confidence: float) -> TTest:
     """t-test of mean(a - b) with Var(mean) = s² · var_factor (1/n for the plain test)."""
     d = _array(a) - _array(b)
@@ -99,10 +102,11 @@ def _t_test(test: str, a: Sequence[float], b: Sequence[float], var_factor: float
     if n < 2:
         return TTest(test, n, m, math.nan, math.nan, 0, math.nan, math.nan, math.nan)
     se = float(d.std(ddof=1)) * math.sqrt(var_factor)
-    if se == 0.0:
+    if se <= SAME_STEP * max(1.0, abs(m)):  # 0.02 - 0.0 and 0.94 - 0.92 differ by float rounding alone
+        se = 0.0
         # Every fold moved by the same amount: no noise to weigh it against. None at all is no difference; the same
         # nonzero step everywhere (coarse scores of tiny folds) is not evidence either way, so it is not tested.
-        t, p = (0.0, 1.0) if m == 0.0 else (math.copysign(math.inf, m), math.nan)
+        t, p = (0.0, 1.0) if abs(m) <= SAME_STEP else (math.copysign(math.inf, m), math.nan)
     else:
         t = m / se
         p = float(2 * st.t.sf(abs(t), n - 1))

@@ -33,6 +33,9 @@ def read_finished(path: Path, task: FoldTask) -> tuple[FoldResult | None, str | 
     """The fold result saved at `path` if it stands for `task`; else None and why (None when there is no file)."""
     if path.is_dir():  # its results could not be written there, whatever was trained
         raise UsageError(f"{path} is a directory where the results of a fold belong; move it away, then run again")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise UsageError(f"{path.parent} is a file where the folder of a recipe's folds belongs; move it away, then "
+                         "run again")
     try:
         result = FoldResult.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:

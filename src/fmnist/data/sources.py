@@ -56,11 +56,14 @@ def locate(spec: DatasetSpec, data_dir: str | os.PathLike | None, download: bool
         raise UsageError(f"dataset {spec.name!r} needs --data-dir DIR ({DATA_DIR_ENV}): a directory holding the four IDX files {', '.join(FILES)}")
 
     cache_dir, system = cache_root() / spec.name, system_dir(spec)
-    for source, directory in (("cache", cache_dir), ("system", system)):
-        if directory is not None:
-            paths = find_files(directory)
-            if all(f in paths for f in needed):
-                return Location(source, directory, paths)
+    # A complete copy first (what a load of both splits, and the dataset's checksum, read), then one with the
+    # needed files.
+    for wanted in dict.fromkeys((FILES, needed)):
+        for source, directory in (("cache", cache_dir), ("system", system)):
+            if directory is not None:
+                paths = find_files(directory)
+                if all(f in paths for f in wanted):
+                    return Location(source, directory, paths)
     urls = mirrors(spec)
     if download and urls:
         present = find_files(cache_dir)

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from fmnist.errors import UsageError
@@ -57,7 +58,16 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         wrong = [str(e)]
     if wrong:
         raise UsageError(f"model {name!r} cannot be built with {'; '.join(wrong)}; check the recipe's model_args")
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except ValueError as e:  # arguments sound one by one that the model refuses together (widths and blocks)
+        raise UsageError(f"model {name!r} cannot be built: {e}; check the recipe's model_args") from None
+
+
+def check_buildable(name: str, **kwargs: Any) -> None:
+    """build_model's UsageError, if any, for these arguments, without allocating the model (on the meta device)."""
+    with torch.device("meta"):
+        build_model(name, **kwargs)
 
 
 def model_arg_problems(name: str, args: dict[str, Any]) -> list[str]:

@@ -56,5 +56,5 @@ def _within(value: Any, bound: tuple) -> bool:
     if bound[0] is float:
         return type(value) in (int, float) and bound[1] <= value <= bound[2]  # NaN fails both comparisons
     if len(bound) == 3:
-        return isinstance(value, list) and len(value) <= bound[2] and all(_within(v, bound[:2]) for v in value)
+        return isinstance(value, (list, tuple)) and len(value) <= bound[2] and all(_within(v, bound[:2]) for v in value)
     return type(value) is int and bound[0] <= value <= bound[1]  # type, not isinstance: true is not a size

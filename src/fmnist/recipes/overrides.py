@@ -12,7 +12,8 @@ from typing import Any
 
 from fmnist.config import ABOUT, Recipe
 from fmnist.errors import UsageError
-from fmnist.models import MODELS, model_arg_problems
+from fmnist.models import MODELS, check_buildable, model_arg_problems
+from fmnist.recipes import get_recipe
 
 ALIASES = {"lr": "optimizer.lr", "momentum": "optimizer.momentum", "weight_decay": "optimizer.weight_decay",
            "nesterov": "optimizer.nesterov", "optimizer": "optimizer.name", "warmup": "schedule.warmup",
@@ -100,8 +101,6 @@ def variant(spec: str, first: tuple[str, ...] = ()) -> Recipe:
     and named by `spec` itself (`fast+lr=0.1`), so that a cross-validation can compare it with the recipe it varies
     on the same folds. The assignments `first` (a command's own options, such as `epochs=3`) apply before the
     variant's own. A UsageError names an unknown recipe or a setting it refuses."""
-    from fmnist.recipes import get_recipe  # the catalogue's package imports this module's neighbours, not this one
-
     base, *assignments = _VARIANT_PLUS.split(spec)
     if "+" in base or "=" in base:
         raise UsageError(f"{spec!r} is neither a recipe nor a variant of one: write a variant as RECIPE+KEY=VALUE "
@@ -115,6 +114,11 @@ def variant(spec: str, first: tuple[str, ...] = ()) -> Recipe:
                              f"{assignment.partition('=')[0]}")
         try:
             recipe = apply_assignment(recipe, assignment)
+        except UsageError as e:
+            raise UsageError(f"{spec!r}: {e}") from None
+    if assignments and recipe.model in MODELS:  # its model arguments together (widths and blocks alike long), now
+        try:
+            check_buildable(recipe.model, **recipe.model_args)
         except UsageError as e:
             raise UsageError(f"{spec!r}: {e}") from None
     return dataclasses.replace(recipe, name=spec) if assignments else recipe

@@ -340,7 +340,7 @@ def fit(recipe: Recipe, data: TrainData, options: TrainOptions, callbacks: Callb
     cb = callbacks or Callbacks()
     loop = start(recipe, data, options, init)
     identity = {"recipe": recipe.to_dict(), "seed": options.seed, "train_images": len(loop.x), "tag": tag,
-                "data": data_digest(*data.train), "precision": str(loop.amp or torch.float32).removeprefix("torch.")}
+                "data": data_digest(*data.train), "precision": "bf16" if loop.amp == torch.bfloat16 else "fp32"}
     position = load_checkpoint(checkpoint, loop, identity) if resume and checkpoint else Position(1)
     xv = yv = None
     if data.val is not None and len(data.val[0]):

@@ -111,7 +111,13 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
     for key in ("data", "precision"):  # written before checkpoints named their data, or their precision
         if isinstance(stored, dict) and key not in stored:
             identity = {k: v for k, v in identity.items() if k != key}
-    if stored != json.loads(json.dumps(identity)):
+    wanted = json.loads(json.dumps(identity))
+    if stored != wanted:
+        stored = stored if isinstance(stored, dict) else {}
+        if [k for k in wanted if stored.get(k) != wanted[k]] == ["precision"]:
+            raise DataError(f"checkpoint {path} was trained in {stored.get('precision')} and would go on in "
+                            f"{wanted['precision']} here; resume it on the kind of device it started on (or with the "
+                            "same --precision)")
         raise DataError(f"checkpoint {path} was written for another run (another recipe, seed, precision or training "
                         "data: the data changed since it stopped?); start the run again with --overwrite")
     try:

@@ -44,6 +44,7 @@ async function readJSON(response) {
   if (!response.ok) {
     const error = new Error(body.error ? body.error.message : `${response.status} ${response.statusText}`);
     error.code = body.error && body.error.code;
+    error.status = response.status;
     throw error;
   }
   return body;
@@ -75,21 +76,25 @@ async function fitting(file) {
   } catch {
     return file;
   }
-  const opaque = file.type === "image/jpeg";
-  const type = opaque ? "image/jpeg" : "image/png";
-  const name = (file.name || "image").replace(/\.[^.]*$/, "") + (opaque ? ".jpg" : ".png");
-  for (let side = LARGEST_SIDE; side >= SMALLEST_SIDE; side /= 2) {
-    const scale = Math.min(1, side / Math.max(bitmap.width, bitmap.height));
-    const canvas = el("canvas", { width: Math.round(bitmap.width * scale), height: Math.round(bitmap.height * scale) });
-    canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-    const blob = await new Promise((resolve) => canvas.toBlob(resolve, type, 0.92));
-    if (blob && fits(blob.size)) {
-      const smaller = new File([blob], name, { type });
-      smaller.original = file;
-      return smaller;
+  try {
+    const opaque = file.type === "image/jpeg";
+    const type = opaque ? "image/jpeg" : "image/png";
+    const name = (file.name || "image").replace(/\.[^.]*$/, "") + (opaque ? ".jpg" : ".png");
+    for (let side = LARGEST_SIDE; side >= SMALLEST_SIDE; side /= 2) {
+      const scale = Math.min(1, side / Math.max(bitmap.width, bitmap.height));
+      const canvas = el("canvas", { width: Math.round(bitmap.width * scale), height: Math.round(bitmap.height * scale) });
+      canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      const blob = await new Promise((resolve) => canvas.toBlob(resolve, type, 0.92));
+      if (blob && fits(blob.size)) {
+        const smaller = new File([blob], name, { type });
+        smaller.original = file;
+        return smaller;
+      }
     }
+    return file;
+  } finally {
+    bitmap.close(); // a phone photo's pixels are tens of MB: one at a time, let go at once
   }
-  return file;
 }
 
 // The files in groups that each fit one request: at most max_images, and within max_request_bytes.
@@ -127,8 +132,11 @@ async function predictGroup(group, mode) {
     const body = await request(`/v1/predict?return_input=true&top_k=3&preprocess=${encodeURIComponent(mode)}`, options);
     return body.predictions;
   } catch (error) {
+    // A file sent alone that the server refuses (4xx, but not "too slow" or "too many requests") is that file's
+    // failure: the others still go.
+    const its = error.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 429;
+    if (group.length === 1 && its) return [{ error: { message: error.message } }];
     if (!IMAGE_ERRORS.includes(error.code)) throw error;
-    if (group.length === 1) return [{ error: { message: error.message } }];
     const items = [];
     for (const file of group) items.push(...await predictGroup([file], mode));
     return items;
@@ -140,24 +148,28 @@ async function send(files) {
   const mode = $("mode").value;
   setStatus(`Sending ${plural(files.length, "image")}…`);
   const names = [];
-  let failed = 0, sent = 0, ready = files;
+  let failed = 0, sent = 0, ready = [];
+  // This upload's results go above the earlier ones, in the order its files were chosen: each before a marker.
+  const marker = document.createComment("upload");
+  $("results").prepend(marker);
   try {
-    ready = await Promise.all(files.map(fitting));
+    for (const file of files) ready.push(await fitting(file)); // one at a time: each decoded image is let go
     for (const group of batches(ready)) {
       const items = await predictGroup(group, mode);
-      // Each result goes on top: the last file first, so that this upload reads in the order it was chosen.
-      for (let i = items.length - 1; i >= 0; i--) {
+      items.forEach((item, i) => {
         const file = group[i].original || group[i];
-        if (items[i].error) showFailure(items[i], file); else showResult(items[i], file);
-      }
+        marker.before(item.error ? failureItem(item, file) : resultItem(item, file));
+      });
       for (const item of items) if (item.error) failed++; else names.push(item.name);
       sent += group.length;
       if (sent < ready.length) setStatus(`Sent ${sent} of ${ready.length} images…`);
     }
   } catch (error) {
-    const partly = sent ? ` (${sent} of ${ready.length} were answered)` : "";
+    const partly = sent ? ` (${sent} of ${files.length} were answered)` : "";
     setStatus(`Could not predict: ${error.message}${partly}`, true);
     return;
+  } finally {
+    marker.remove();
   }
   const shrunk = ready.filter((f) => f.original).length;
   let message = `Predicted ${plural(names.length, "image")}`;
@@ -181,7 +193,7 @@ function yours(file) {
   return el("figure", {}, original, el("figcaption", { text: "yours" }));
 }
 
-function showResult(p, file) {
+function resultItem(p, file) {
   const seen = el("img", { class: "seen", alt: "the 28x28 image the model saw", src: `data:image/png;base64,${p.input_png}` });
   const views = el("div", { class: "views" }, yours(file),
     el("figure", {}, seen, el("figcaption", { text: `model input (${p.preprocess})` })));
@@ -198,15 +210,13 @@ function showResult(p, file) {
                    el("div", { class: "bar-track", "aria-hidden": "true" }, bar),
                    el("span", { class: "pct", text: pct(q) })));
   }
-  const item = el("li", { class: "result" }, views, el("div", {}, verdict, bars));
-  $("results").prepend(item);
+  return el("li", { class: "result" }, views, el("div", {}, verdict, bars));
 }
 
-function showFailure(item, file) {
+function failureItem(item, file) {
   const views = el("div", { class: "views" }, yours(file));
   const why = el("p", { class: "verdict" }, el("span", { class: "name", text: "Not predicted" }));
-  $("results").prepend(el("li", { class: "result" }, views,
-                          el("div", {}, why, el("p", { class: "error", text: item.error.message }))));
+  return el("li", { class: "result" }, views, el("div", {}, why, el("p", { class: "error", text: item.error.message })));
 }
 
 function pngFile(base64, name) {
