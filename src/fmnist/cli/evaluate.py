@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from fmnist.cli.common import DataDirOption, DatasetOption, DeviceOption, JsonOption, err, out, print_json, settings
-from fmnist.cli.export import BackendOption
+from fmnist.cli.export import BackendOption, backend_for
 
 
 def evaluate(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="A model.safetensors file, a run directory or (--backend onnx) an .onnx file.")],
+    model: Annotated[Path, typer.Argument(help="A model.safetensors file, a run directory or an .onnx file from `fmnist export`.")],
     images: Annotated[Optional[Path], typer.Option("--images", help=(
         "Evaluate on a folder of your own images, DIR/<class name>/*, instead of the test set."), show_default=False)] = None,
     preprocess: Annotated[str, typer.Option("--preprocess", help="With --images: auto, photo or dataset.")] = "auto",
@@ -24,7 +24,7 @@ def evaluate(
     data_dir: DataDirOption = None,
     dataset: DatasetOption = None,
     device: DeviceOption = None,
-    backend: BackendOption = "torch",
+    backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Evaluate a saved model on its dataset's test set (or --dataset's, or --images DIR) and print the
@@ -42,7 +42,7 @@ def evaluate(
     # --dataset (here or before the command) picks the test set; without it, the dataset named in the model file.
     asked = dataset if dataset is not None else ctx.find_root().params.get("dataset")
     configure_process()
-    predictor = load_predictor(model, backend, device=resolve_device(s.device))
+    predictor = load_predictor(model, backend_for(model, backend), device=resolve_device(s.device))
     meta = predictor.meta
     run = load_run(model) if model.is_dir() and is_run_dir(model) else None
     name = asked or meta.dataset or "fashion-mnist"

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from fmnist.cli.common import DataDirOption, JsonOption, out, print_json, settings
 
-BackendOption = Annotated[str, typer.Option("--backend", help=(
+BackendOption = Annotated[Optional[str], typer.Option("--backend", help=(
     "torch (the model file in PyTorch) or onnx (ONNX Runtime on the CPU: an .onnx file from `fmnist export`, "
-    "or a model file exported in memory)."))]
+    "or a model file exported in memory). Default: onnx for an .onnx file, else torch."), show_default=False)]
+
+
+def backend_for(model: Path, backend: str | None) -> str:
+    """--backend as given, or its default for MODEL: onnx for an .onnx file, torch for a model file or run."""
+    if backend is not None:
+        return backend
+    from fmnist.export import is_onnx_path
+
+    return "onnx" if is_onnx_path(model) else "torch"
 
 
 def export(

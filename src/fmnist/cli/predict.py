@@ -10,20 +10,20 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from fmnist.cli.common import DeviceOption, JsonOption, err, out, print_json, settings
-from fmnist.cli.export import BackendOption
+from fmnist.cli.export import BackendOption, backend_for
 
 OTHER_COLUMNS = 52  # what the other columns, the borders and the padding take at their narrowest
 
 
 def predict(
     ctx: typer.Context,
-    model: Annotated[Path, typer.Argument(help="A model.safetensors file, a run directory or (--backend onnx) an .onnx file.")],
+    model: Annotated[Path, typer.Argument(help="A model.safetensors file, a run directory or an .onnx file from `fmnist export`.")],
     images: Annotated[list[Path], typer.Argument(help="Image files or directories of them (PNG, JPEG, BMP, WebP, ...).")],
     preprocess: Annotated[str, typer.Option("--preprocess", "--mode", help=(
         "auto (dataset-style images as they are, photos through the photo pipeline), photo, or dataset "
         "(grayscale and resize to 28x28, as the seeds do)."))] = "auto",
     device: DeviceOption = None,
-    backend: BackendOption = "torch",
+    backend: BackendOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict the class of each image file; a file that cannot be read is reported and the others still predicted.
@@ -38,7 +38,7 @@ def predict(
     check_mode(preprocess)
     files = required_image_files(images)  # before the model loads: a wrong path fails at once
     configure_process()
-    predictor = load_predictor(model, backend, device=resolve_device(s.device))
+    predictor = load_predictor(model, backend_for(model, backend), device=resolve_device(s.device))
     predictions, failed = predictor.predict_files(files, mode=preprocess)
     empty = empty_folders(images)  # named and skipped like an unreadable file
     if as_json:

@@ -246,8 +246,9 @@ def photo_steps(img: Image.Image) -> PhotoSteps:
     background = estimate_background(rgb)
     mask = foreground_mask(rgb, background)
     if not mask.any():
-        raise DataError("found no article against the background (a blank or uniform image); photograph one "
-                        "article against a plain background")
+        raise DataError("found no article against the background (a blank or uniform image, or one whose edges are "
+                        "not a plain background: an article touching them, a grid of several images); photograph "
+                        "one article against a plain background, with a margin around it")
     top, left, bottom, right = article_box(mask)
     light = float((background @ LUMA).mean()) >= 0.5
     intensity = article_intensity(rgb, background, mask, light)
