@@ -241,6 +241,11 @@ def test_init_starts_from_a_model_and_refuses_another_architecture(cli, tiny_dat
     r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--epochs", "1", "--init", base,
             "--lr", "0", "--out", tuned)
     assert r.exit_code == 0, r.stderr
+    # The report says where it started and what the accuracy was measured on (a reader took a fine-tuned figure on
+    # a few held-out photos for one on the whole test set).
+    report = (tuned / "report.md").read_text()
+    assert f"| fine-tuned | from the weights of {base} |" in report and " test images |" in report
+    assert "test images)" in r.stdout
     # lr 0: the fine-tuned weights are the starting ones.
     after, _ = load_model(tuned)
     assert all(np.array_equal(after.state_dict()[k].numpy(), v.numpy()) for k, v in model.state_dict().items())

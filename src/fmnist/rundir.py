@@ -80,6 +80,12 @@ class RunMetrics:
         """A JSON-ready dict of every field."""
         return dataclasses.asdict(self)
 
+    @property
+    def test_images(self) -> int | None:
+        """How many test images the accuracy was measured on (the classification report's total support)."""
+        support = (self.report.get("macro_avg") or {}).get("support") if isinstance(self.report, dict) else None
+        return support if isinstance(support, int) and support > 0 else None
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = METRICS_FILE) -> RunMetrics:
         """Parse and check metrics.json's content; DataError naming the file and the problem."""

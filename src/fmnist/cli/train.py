@@ -135,7 +135,8 @@ def train(
         return
     err.print(f"validation: {m.validation_note}", markup=False, soft_wrap=True)
     out.print(
-        f"[bold]{escape(r.name)}[/]: test accuracy [bold green]{m.test_accuracy * 100:.2f}%[/] (loss {m.test_loss:.4f}), "
+        f"[bold]{escape(r.name)}[/]: test accuracy [bold green]{m.test_accuracy * 100:.2f}%[/] (loss {m.test_loss:.4f}"
+        + (f", {m.test_images:,} test images" if m.test_images else "") + "), "
         f"{m.epochs} epoch{'s' if m.epochs != 1 else ''} in {m.train_seconds:.1f}s on {escape(m.device)} ({escape(m.precision)})", soft_wrap=True,
     )
     out.print(f"run directory: {result.run_dir}", markup=False, soft_wrap=True)  # a path is printed as it is

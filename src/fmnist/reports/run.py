@@ -44,8 +44,9 @@ def _headline(run: RunRecord) -> list[str]:
     epochs = run.epochs
     seconds = m.train_seconds
     acc = m.test_accuracy * 100
+    tested = m.test_images
     rows = [
-        ("test accuracy", f"**{acc:.2f}%**"),
+        ("test accuracy", f"**{acc:.2f}%**" + (f" on {tested:,} test images" if tested else "")),
         ("test loss", fmt(m.test_loss, ".4f")),
         ("training time", f"{fmt(seconds, '.1f', suffix=' s')} for {epochs} epoch{'s' if epochs != 1 else ''} "
                           f"({fmt(None if seconds is None else seconds / epochs, '.1f', suffix=' s')} per epoch)"),
@@ -59,6 +60,9 @@ def _headline(run: RunRecord) -> list[str]:
     rows.append(("dataset", f"{m.dataset or cfg.dataset}" + (f" (source: {source})" if source else "")))
     if cfg.limit:
         rows.append(("training images", f"a random {cfg.limit} only (`--limit`): not comparable with the seed"))
+    if cfg.init:
+        mixed = f", with {cfg.mix:,} Fashion-MNIST training images mixed in" if cfg.mix else ""
+        rows.append(("fine-tuned", f"from the weights of {cfg.init}{mixed}"))
     device = m.device or cfg.options.device
     numerics = f" ({m.precision}, {m.threads} threads)" if m.precision and m.threads else ""
     rows.append(("device, seed", f"{device}{numerics}, seed {cfg.options.seed}"))
