@@ -88,3 +88,6 @@ def test_macro_average_leaves_out_classes_the_labels_do_not_hold():
     report = classification_report([1, 1, 3], [1, 1, 3], ["a", "b", "c", "d"])
     assert report["macro_avg"]["recall"] == 1.0 and report["macro_avg"]["precision"] == 1.0
     assert report["per_class"][0]["support"] == 0  # still listed
+    # The text says so, under the table (a reader averaged the rows shown and got another figure).
+    assert format_report(report).endswith("macro avg: over the 2 classes with images here (the rows of support 0 "
+                                          "are not averaged in)\n")

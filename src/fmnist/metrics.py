@@ -70,4 +70,8 @@ def format_report(report: dict[str, Any], digits: int = 4) -> str:
     total = report["macro_avg"]["support"]
     lines += ["", f"{'accuracy':>{width}} {'':>20}{report['accuracy']:>10.{digits}f}{total:>10}"]
     lines += [line("macro avg", report["macro_avg"]), line("weighted avg", report["weighted_avg"])]
+    present = sum(row["support"] > 0 for row in report["per_class"])
+    if 0 < present < len(report["per_class"]):
+        lines += ["", f"macro avg: over the {present} classes with images here (the rows of support 0 are not "
+                      "averaged in)"]
     return "\n".join(lines) + "\n"
