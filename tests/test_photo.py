@@ -224,6 +224,14 @@ def test_predict_reports_the_mode_and_confidence_and_skips_a_blank_image(cli, ti
     assert r.exit_code == 2
     assert [("error" in row, row["path"].rsplit("/", 1)[-1]) for row in json.loads(r.stdout)] == [
         (True, "blank.png"), (False, "shirt.jpg"), (True, "empty")]  # a folder of no images is named too
+    # A file of a folder not named as an image is passed over with a note, not in silence, and fails nothing.
+    shirts = tmp_path / "shirts"
+    shirts.mkdir()
+    article().save(shirts / "shirt.jpg")
+    (shirts / "notes.txt").write_text("bought in May")
+    r = cli("predict", run, shirts, "--json")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) == 1
+    assert "note: 1 file not named as an image passed over (notes.txt)" in r.stderr
 
 
 def test_init_starts_from_a_model_and_refuses_another_architecture(cli, tiny_data_dir, tmp_path):

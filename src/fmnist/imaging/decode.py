@@ -184,6 +184,13 @@ def empty_folders(paths: list[str | os.PathLike] | list[Path]) -> list[tuple[str
     return [(str(p), _no_images([p])) for p in map(Path, paths) if p.is_dir() and not image_files([p])]
 
 
+def other_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
+    """The files in the directories among `paths` that image_files passes over: not named as images (notes.txt),
+    hidden ones aside."""
+    return [p for d in map(Path, paths) if d.is_dir() for p in sorted(d.iterdir())
+            if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")]
+
+
 def _no_images(where: list[Path]) -> str:
     folders = [p for p in where if p.is_dir() and any(q.is_dir() and not q.name.startswith(".") for q in p.iterdir())]
     hint = (f"; {folders[0]} holds folders: images sorted into class folders are scored with "
