@@ -110,3 +110,20 @@ def test_misclassified(tmp_path):
     _open_png(plot_misclassified(images, labels, preds, losses, CLASSES, tmp_path / "mis.png", n=4))
     # Nothing wrong: still a figure, saying so.
     _open_png(plot_misclassified(images, labels, labels, losses, CLASSES, tmp_path / "none.png"))
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_short_run_has_a_tick_at_each_epoch_and_none_beyond(epochs):
+    # Two epochs drew an axis to epoch 3.
+    import matplotlib.pyplot as plt
+
+    from fmnist.plots.training import _draw_curves, _style
+
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2)
+    try:
+        _draw_curves(loss_ax, acc_ax, _history(epochs), label=True, held_out="validation")
+        _style(loss_ax, acc_ax)
+        assert loss_ax.get_xlim() == (0.5, epochs + 0.5)
+        assert [t for t in loss_ax.get_xticks() if 0.5 <= t <= epochs + 0.5] == list(range(1, epochs + 1))
+    finally:
+        plt.close(fig)

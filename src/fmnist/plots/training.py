@@ -36,10 +36,10 @@ def _style(loss_ax: Axes, acc_ax: Axes) -> None:
     acc_ax.set(title="Classification accuracy", xlabel="epoch", ylabel="accuracy (%)")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
         low, high = ax.get_xlim()
-        if high - low < 2:  # one epoch: a tick at it alone, not 0.96 ... 1.04
-            ax.set_xlim(round((low + high) / 2) - 1, round((low + high) / 2) + 1)
+        if high - low < 2:  # one or two epochs: a tick at each and none beyond, not 0.96 ... 1.04
+            ax.set_xlim(round(low) - 0.5, round(high) + 0.5)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
 
