@@ -73,7 +73,7 @@ def test_a_stride_2_stem_halves_the_size_whitened_or_not(k):
     out = a(x)
     assert out.shape == (4, 10) and out.dtype == torch.float32 and torch.equal(out, b(x))
     assert ResNet(**SMALL, stem_stride=2).stem(x).shape[-2:] == (14, 14)
-    with pytest.raises(ValueError, match="stem_stride"):
+    with pytest.raises(UsageError, match="stem_stride"):
         ResNet(**SMALL, stem_stride=3)
 
 
@@ -108,7 +108,7 @@ def test_resnet_options_keep_shapes_dtypes_and_determinism():
 def test_default_resnet_state_dict_is_unchanged_by_the_options():
     keys = set(ResNet(**SMALL).state_dict())
     assert keys == set(ResNet(**SMALL, dirac=True, bn_weight=False, logit_scale=0.5).state_dict())
-    with pytest.raises(ValueError, match="whiten"):
+    with pytest.raises(UsageError, match="whiten"):
         ResNet(**SMALL, whiten=9)
 
 

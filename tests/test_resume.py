@@ -139,3 +139,23 @@ def test_a_checkpoint_or_an_unfinished_run_given_as_a_model_says_how_to_finish_i
     fold.write_bytes(ckpt.read_bytes())
     with pytest.raises(DataError, match="cross-validation fold's.*same `fmnist cv` command"):
         load_model(fold)
+
+
+def test_a_checkpoint_naming_its_precision_as_torch_does_still_resumes(tmp_path):
+    # For a while checkpoints said "float32" / "bfloat16"; now "fp32" / "bf16", as --precision does.
+    import json as _json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    recipe = get_recipe("mlp").replace(epochs=2, batch_size=32)
+    ckpt = tmp_path / "checkpoint.safetensors"
+    with pytest.raises(TrainingInterrupted):
+        fit(recipe, data(), TrainOptions(device="cpu"), StopAt(4), checkpoint=ckpt)
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    header = _json.loads(meta["fmnist"])
+    assert header["identity"]["precision"] == "fp32"
+    header["identity"]["precision"] = "float32"
+    save_file(tensors, str(ckpt), metadata={**meta, "fmnist": _json.dumps(header)})
+    assert [h.epoch for h in fit(recipe, data(), TrainOptions(device="cpu"), checkpoint=ckpt, resume=True).history] == [1, 2]

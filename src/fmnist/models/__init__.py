@@ -60,7 +60,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         raise UsageError(f"model {name!r} cannot be built with {'; '.join(wrong)}; check the recipe's model_args")
     try:
         return factory(**kwargs)
-    except ValueError as e:  # arguments sound one by one that the model refuses together (widths and blocks)
+    except UsageError as e:  # arguments sound one by one that the model refuses together (widths and blocks)
         raise UsageError(f"model {name!r} cannot be built: {e}; check the recipe's model_args") from None
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fmnist.errors import UsageError
 from fmnist.models.layers import Classifier
 from fmnist.models.whiten import PatchWhitening
 from fmnist.ops import pool_norm_relu as fused
@@ -105,11 +106,11 @@ class ResNet(nn.Module):
         super().__init__()
         widths, blocks = tuple(widths), tuple(blocks)
         if len(blocks) != len(widths):
-            raise ValueError("widths and blocks must have the same length")
+            raise UsageError("widths and blocks must have the same length")
         if not (isinstance(whiten, int) and 0 <= whiten <= 7):
-            raise ValueError(f"whiten must be a patch size 1..7, or 0 for none; got {whiten!r}")
+            raise UsageError(f"whiten must be a patch size 1..7, or 0 for none; got {whiten!r}")
         if stem_stride not in (1, 2):
-            raise ValueError(f"stem_stride must be 1 or 2; got {stem_stride!r}")
+            raise UsageError(f"stem_stride must be 1 or 2; got {stem_stride!r}")
         self.logit_scale = float(logit_scale)
         if whiten:
             white = PatchWhitening(in_channels, whiten, stride=stem_stride)

@@ -96,6 +96,9 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, iden
     return path
 
 
+OLD_PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16"}  # a checkpoint's precision as torch names it
+
+
 def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]) -> Position:
     """Restore the loop's state from `path` and return where it stopped; DataError if it belongs to another run."""
     path = Path(path)
@@ -112,6 +115,8 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
         if isinstance(stored, dict) and key not in stored:
             identity = {k: v for k, v in identity.items() if k != key}
     wanted = json.loads(json.dumps(identity))
+    if isinstance(stored, dict) and stored.get("precision") in OLD_PRECISION_NAMES:  # as written for a while
+        stored = {**stored, "precision": OLD_PRECISION_NAMES[stored["precision"]]}
     if stored != wanted:
         stored = stored if isinstance(stored, dict) else {}
         if [k for k in wanted if stored.get(k) != wanted[k]] == ["precision"]:

@@ -132,11 +132,11 @@ async function predictGroup(group, mode) {
     const body = await request(`/v1/predict?return_input=true&top_k=3&preprocess=${encodeURIComponent(mode)}`, options);
     return body.predictions;
   } catch (error) {
-    // A file sent alone that the server refuses (4xx, but not "too slow" or "too many requests") is that file's
-    // failure: the others still go.
-    const its = error.status >= 400 && error.status < 500 && error.status !== 408 && error.status !== 429;
-    if (group.length === 1 && its) return [{ error: { message: error.message } }];
-    if (!IMAGE_ERRORS.includes(error.code)) throw error;
+    // An image the server cannot use, or a file too large to send, is that file's failure: the others still go.
+    // Any other refusal (a proxy's, a bad request) is the upload's.
+    const its = IMAGE_ERRORS.includes(error.code) || (group.length === 1 && error.code === "request_too_large");
+    if (!its) throw error;
+    if (group.length === 1) return [{ error: { message: error.message } }];
     const items = [];
     for (const file of group) items.push(...await predictGroup([file], mode));
     return items;
