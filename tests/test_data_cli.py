@@ -61,6 +61,15 @@ def test_fetch_reports_the_source(data_dir, cli):
     assert json.loads(r.stdout)["source"] == "data-dir"
 
 
+def test_fetch_with_a_data_dir_that_lacks_the_files_says_it_downloads_nothing_there(cli, tmp_path, monkeypatch):
+    # Its advice was to pass --data-dir or run `fmnist data fetch`: what the user had just done.
+    r = cli("--data-dir", tmp_path, "data", "fetch")
+    assert r.exit_code == 2 and "reads that directory only and downloads nothing" in r.stderr
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path))
+    r = cli("data", "fetch")
+    assert r.exit_code == 2 and "reads that directory only and downloads nothing" in r.stderr
+
+
 def test_truncated_file_exit_2_one_paragraph_nothing_cached(data_dir, cli, isolated_cache):
     raw = gzip.decompress((data_dir / f"{FILES[2]}.gz").read_bytes())
     (data_dir / f"{FILES[2]}.gz").unlink()

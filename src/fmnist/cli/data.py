@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fmnist.cli.common import DataDirOption, DatasetOption, JsonOption, err, out, print_json, settings
-from fmnist.errors import UsageError
+from fmnist.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from fmnist.data import Dataset
@@ -36,7 +37,15 @@ def register(app: typer.Typer) -> None:
 @data_app.command()
 def fetch(ctx: typer.Context, data_dir: DataDirOption = None, dataset: DatasetOption = None, as_json: JsonOption = False) -> None:
     """Get the dataset (downloading it if no copy is found), verify it and say where it came from."""
-    ds = _load(ctx, data_dir, dataset, download=True)
+    from fmnist.data.sources import DATA_DIR_ENV
+
+    try:
+        ds = _load(ctx, data_dir, dataset, download=True)
+    except DataError as e:
+        if settings(ctx, data_dir=data_dir).data_dir is None and not os.environ.get(DATA_DIR_ENV):
+            raise
+        raise DataError(f"{e} (with --data-dir or FMNIST_DATA_DIR, `fmnist data fetch` reads that directory only and "
+                        "downloads nothing: leave both out to download into the cache)") from None
     if as_json:
         print_json(ds.summary())
         return
