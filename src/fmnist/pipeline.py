@@ -7,7 +7,6 @@ montage.png, misclassified.png and report.md. Every file is written atomically.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import shlex
@@ -24,7 +23,7 @@ from fmnist.data import DEFAULT_DATASET, Dataset, Split, load_dataset, load_spli
 from fmnist.data.registry import FOLDER
 from fmnist.data.splits import Arrays, describe_validation, split_for_validation, subset
 from fmnist.errors import DataError, UsageError
-from fmnist.fileio import remove_temporaries, remove_tree, write_error
+from fmnist.fileio import remove_temporaries, write_error
 from fmnist.imaging.folder import load_folder
 from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
@@ -35,6 +34,7 @@ from fmnist.rundir import (
     MODEL_FILE,
     RunMetrics,
     check_directory_path,
+    drop_previous,
     is_run_dir,
     previous_run,
     set_aside,
@@ -232,8 +232,7 @@ def _train_into(out: Path, cfg: RunConfig, ds: Dataset, train: Arrays, val: Arra
     if not keep_checkpoint:
         checkpoint.unlink(missing_ok=True)
     if replacing:  # the run --overwrite replaced, now that this one is whole
-        with contextlib.suppress(OSError):
-            remove_tree(previous_run(run_dir), missing_ok=True)
+        drop_previous(run_dir)
     return RunResult(run_dir, metrics, result)
 
 

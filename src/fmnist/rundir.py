@@ -10,6 +10,7 @@ never the raw dicts. Directories written by earlier versions of this code load t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -199,6 +200,13 @@ def set_aside(directory: Path, finished: bool, what: str = "the run") -> None:
     except OSError as e:
         raise UsageError(f"--out {directory}: {what} there cannot be set aside while its replacement is made "
                          f"({e.strerror}); move it yourself, or pass another --out") from None
+
+
+def drop_previous(directory: Path) -> None:
+    """Delete what `set_aside` moved beside `directory`, once its replacement is written; where it cannot be deleted
+    it stays (the next --overwrite deletes it)."""
+    with contextlib.suppress(OSError):
+        remove_tree(previous_run(directory), missing_ok=True)
 
 
 def replaced_by(path: Path) -> Path | None:

@@ -125,12 +125,12 @@ def _dataset_checksum(name: str, data_dir: Path | None) -> tuple[str | None, str
     """The checksum of the copy of dataset `name` whose test split is evaluated (over its four files, as the model
     file records it), or (None, why not)."""
     from fmnist.data import FILES, SPLIT_FILES, dataset_checksum, get_spec
-    from fmnist.data.sources import find_files, locate
+    from fmnist.data.sources import locate
     from fmnist.errors import FmnistError
 
     try:
         here = locate(get_spec(name), data_dir, download=False, progress=False, needed=SPLIT_FILES["test"])
-        absent = [f for f in FILES if f not in find_files(here.directory)]
+        absent = [f for f in FILES if f not in here.paths]
         if not absent:
             return dataset_checksum(name, here.directory), None
         why = f"{here.directory} holds no {', '.join(absent)}"

@@ -15,7 +15,6 @@ of intra-op threads, so compare executors at the same --threads).
 from __future__ import annotations
 
 import dataclasses
-import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +28,9 @@ from fmnist.cv.stats import compare, summarize
 from fmnist.cv.store import CV_JSON, checkpoint_path, clean_temp_files, fold_path, prepare_out, read_finished
 from fmnist.data.splits import subset
 from fmnist.errors import UsageError
-from fmnist.fileio import check_writable, remove_tree, write_json
+from fmnist.fileio import check_writable, write_json
 from fmnist.reports.cv import write_cv_report
-from fmnist.rundir import previous_run
+from fmnist.rundir import drop_previous
 from fmnist.runlock import exclusive
 from fmnist.runtime import available_cores, resolve_device, resolve_precision
 
@@ -158,6 +157,5 @@ def _run_cv(config: CVConfig, data: CVData, progress: CVProgress | None, overwri
     )
     cv.figures = write_cv_report(out, cv.to_dict(histories=True))
     write_json(out / CV_JSON, cv.to_dict(histories=True))
-    with contextlib.suppress(OSError):  # the cross-validation --overwrite replaced, now done
-        remove_tree(previous_run(out), missing_ok=True)
+    drop_previous(out)  # the cross-validation --overwrite replaced, now that this one is written
     return cv

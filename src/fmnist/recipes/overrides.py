@@ -108,19 +108,16 @@ def variant(spec: str, first: tuple[str, ...] = ()) -> Recipe:
     recipe = get_recipe(base)
     for assignment in first:
         recipe = apply_assignment(recipe, assignment)
-    for assignment in assignments:
-        if canonical(assignment.partition("=")[0]) in ABOUT:
-            raise UsageError(f"{spec!r}: a variant is named by what it changes; set its training settings, not "
-                             f"{assignment.partition('=')[0]}")
-        try:
+    try:
+        for assignment in assignments:
+            if canonical(assignment.partition("=")[0]) in ABOUT:
+                raise UsageError(f"a variant is named by what it changes; set its training settings, not "
+                                 f"{assignment.partition('=')[0]}")
             recipe = apply_assignment(recipe, assignment)
-        except UsageError as e:
-            raise UsageError(f"{spec!r}: {e}") from None
-    if assignments and recipe.model in MODELS:  # its model arguments together (widths and blocks alike long), now
-        try:
+        if assignments and recipe.model in MODELS:  # its model arguments together (widths and blocks alike long)
             check_buildable(recipe.model, **recipe.model_args)
-        except UsageError as e:
-            raise UsageError(f"{spec!r}: {e}") from None
+    except UsageError as e:
+        raise UsageError(f"{spec!r}: {e}") from None
     return dataclasses.replace(recipe, name=spec) if assignments else recipe
 
 
