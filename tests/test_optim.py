@@ -29,3 +29,14 @@ def test_lean_sgd_matches_torch_fused_sgd(kw):
     ours[0].grad = torch.ones_like(ours[0])
     opt_ours.step()
     assert torch.equal(ours[1], before)
+
+
+def test_a_group_off_the_fused_path_steps_every_group_once():
+    # The second group mixes dtypes, so SGD's own step takes over; the first group must not be stepped twice.
+    a = torch.zeros(3, requires_grad=True)
+    b, c = torch.zeros(3, requires_grad=True), torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = LeanSGD([{"params": [a]}, {"params": [b, c]}], lr=0.1, fused=True)
+    for p in (a, b, c):
+        p.grad = torch.ones_like(p)
+    opt.step()
+    assert all(torch.allclose(p.detach().double(), torch.full((3,), -0.1, dtype=torch.float64)) for p in (a, b, c))

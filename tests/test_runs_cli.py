@@ -103,3 +103,26 @@ def test_an_unfinished_run_is_named_with_how_to_finish_it_and_a_file_is_not_a_di
 def test_a_mistyped_recipe_gets_a_suggestion(cli):
     r = cli("train", "fsat")
     assert r.exit_code == 2 and "did you mean 'fast'?" in r.stderr
+
+
+def test_a_look_by_runs_does_not_refuse_a_trainer_starting_then(tmp_path, monkeypatch):
+    # `fmnist runs` takes the run's lock shared for an instant to see who trains there; a trainer starting in that
+    # instant waits it out instead of being told another process is training.
+    import fcntl
+    import os
+    import threading
+
+    from fmnist import runlock
+
+    monkeypatch.setenv("FMNIST_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    with runlock.exclusive(run_dir):
+        pass  # the lock file exists, as after any earlier run
+    fd = os.open(runlock._lock_path(run_dir), os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # the look, held a little longer than it lasts
+    release = threading.Timer(0.1, lambda: os.close(fd))
+    release.start()
+    with runlock.exclusive(run_dir):
+        assert runlock.training_pid(run_dir) == os.getpid()
+    release.join()
+    assert runlock.training_pid(run_dir) is None

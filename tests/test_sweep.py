@@ -164,25 +164,51 @@ def test_train_takes_the_settings_a_sweep_prints(cli, tiny_data_dir, tmp_path):
     assert r.exit_code == 2 and "unknown recipe setting" in r.stderr and not (tmp_path / "x").exists()
 
 
+class _Trial:
+    """What _Pruning uses of an Optuna trial."""
+
+    def __init__(self, prune: bool = False):
+        self.reported, self.attrs, self.asked, self.prune = [], {}, 0, prune
+
+    def report(self, value, step):
+        self.reported.append((step, value))
+
+    def set_user_attr(self, key, value):
+        self.attrs[key] = value
+
+    def should_prune(self):
+        self.asked += 1
+        return self.prune
+
+
 def test_epochs_at_a_smaller_size_are_not_reported_to_the_pruner():
     from fmnist.sweep.study import _Pruning
     from fmnist.train.stats import EpochStats
 
-    class Trial:
-        def __init__(self):
-            self.reported = []
-
-        def report(self, value, step):
-            self.reported.append((step, value))
-
-        def should_prune(self):
-            return False
-
-    trial = Trial()
-    callbacks = _Pruning(trial, first=3)
+    trial = _Trial()
+    callbacks = _Pruning(trial, 5, first=3)
     for epoch, acc in enumerate([0.6, 0.7, 0.9, 0.92, float("nan")], start=1):
         callbacks.epoch_end(EpochStats(epoch, 0.5, 0.8, 0.4, acc, 0.1, 1.0))
-    assert trial.reported == [(3, 0.9), (4, 0.92)] and not callbacks.should_stop()
+    assert trial.reported == [(600, 0.9), (800, 0.92)] and not callbacks.should_stop()
+    assert trial.attrs["epochs_run"] == 4
+
+
+def test_trials_of_other_lengths_are_compared_at_the_same_part_of_their_runs():
+    # The median pruner compares reports of the same step: epoch 2 of 4 meets epoch 1 of 2 (both halfway through
+    # their one-cycle schedules), not the 2-epoch run's annealed end, and every length meets the others at the end.
+    from fmnist.sweep.study import WARMUP, _Pruning, progress_step
+    from fmnist.train.stats import EpochStats
+
+    assert progress_step(2, 4) == progress_step(1, 2) == 500 and progress_step(8, 8) == progress_step(12, 12)
+    assert progress_step(1, 1000) != progress_step(2, 1000) and progress_step(1, 5) < WARMUP < progress_step(2, 5)
+    trial = _Trial(prune=True)
+    last = _Pruning(trial, 1)
+    last.epoch_end(EpochStats(1, 0.5, 0.8, 0.4, 0.9, 0.1, 1.0))
+    # A prune at the last epoch would save nothing: the finished trial's result counts.
+    assert trial.reported == [(1000, 0.9)] and trial.asked == 0 and not last.should_stop()
+    early = _Pruning(trial, 4)
+    early.epoch_end(EpochStats(1, 0.5, 0.8, 0.4, 0.5, 0.1, 1.0))
+    assert trial.asked == 1 and early.should_stop()
 
 
 def test_a_resized_recipe_counts_the_epochs_it_did_not_report(cli, tiny_data_dir, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,9 +36,7 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(fd, fcntl):
             pid = _holder(fd)
             raise UsageError(f"another fmnist process{f' (pid {pid})' if pid > 0 else ''} is training into "
                              f"{run_dir}; wait for it to finish, or pass another --out") from None
@@ -46,6 +45,20 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _take(fd: int, fcntl, patience: float = 0.5) -> bool:
+    """Take the exclusive lock, trying again for `patience` seconds: `training_pid` (`fmnist runs`) holds a shared
+    lock for an instant to look, and a trainer starting then must not be refused; a trainer holds it throughout."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 def _lock_path(run_dir: Path) -> Path:

@@ -23,8 +23,9 @@ def trial_rows(study, cfg: SweepConfig) -> list[dict[str, Any]]:
         if accuracy is None and t.intermediate_values:
             accuracy = t.intermediate_values[max(t.intermediate_values)]
         rows.append({"number": t.number, "state": t.state.name, "accuracy": accuracy,
-                     # Reports are keyed by epoch, and the early epochs of a resized recipe are not reported.
-                     "epochs_run": max(t.intermediate_values, default=0), "seconds": t.user_attrs.get("seconds"),
+                     # Reports are keyed by the part of the run done; studies stored before keyed them by epoch.
+                     "epochs_run": t.user_attrs.get("epochs_run", max(t.intermediate_values, default=0)),
+                     "seconds": t.user_attrs.get("seconds"),
                      "params": {label: t.params.get(key) for key, label in labels(cfg.params).items()},
                      "diverged": t.user_attrs.get("diverged")})  # why a pruned trial's loss became NaN, if it did
     return rows

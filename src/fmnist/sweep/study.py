@@ -41,6 +41,8 @@ from fmnist.train.stats import EpochStats
 
 INSTALL = "pip install 'fmnist[sweep]'"
 FINISHED = ("COMPLETE", "PRUNED")
+PROGRESS = 1000  # a trial's reports are steps of its run in thousandths (`progress_step`)
+WARMUP = PROGRESS // 4  # no trial is pruned in its first quarter
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def open_study(cfg: SweepConfig, create: bool = True):
     """The sweep's study (created, or loaded when it exists), checked against the sweep's identity."""
     optuna = optuna_module()
     cfg.directory.mkdir(parents=True, exist_ok=True)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=WARMUP)
     study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage_url, direction="maximize",
                                 sampler=_sampler(optuna, cfg, 0), pruner=pruner, load_if_exists=True)
     stored = study.user_attrs.get("identity")
@@ -259,20 +261,31 @@ def _on_ray(cfg: SweepConfig, shares: list[int], threads: int) -> None:
 class _Pruning(Callbacks):
     """Reports each epoch's held-out accuracy to the trial; asks training to stop when the pruner says so.
 
-    Epochs before `first` are not reported: a recipe with progressive resizing trains its early epochs on smaller
-    images than the held-out ones, and their held-out accuracy (57-72% after the first of `fast`'s 5 epochs, in a
-    sweep whose trials ended at 92.7-93.1%) says little about how the trial will end."""
+    A report's step is how far through its run the trial is (in thousandths), not the epoch: the median pruner compares
+    trials at the same step, and epoch 2 of a 4-epoch one-cycle run (at its peak learning rate) is no match for the
+    annealed end of a 2-epoch one, so a sweep over `epochs` pruned the longer trials for being longer. Trials
+    of other lengths meet where their steps coincide (at the end at least). Epochs before `first` are not reported:
+    a recipe with progressive resizing trains its early epochs on smaller images than the held-out ones, and their
+    held-out accuracy (57-72% after the first of `fast`'s 5 epochs, in a sweep whose trials ended at 92.7-93.1%)
+    says little about how the trial will end. A prune at the last epoch saves nothing and is not taken: the trial
+    finished, and its result counts."""
 
-    def __init__(self, trial, first: int = 1) -> None:
-        self.trial, self.pruned, self.first = trial, False, first
+    def __init__(self, trial, epochs: int, first: int = 1) -> None:
+        self.trial, self.epochs, self.pruned, self.first = trial, epochs, False, first
 
     def epoch_end(self, stats: EpochStats) -> None:
         if stats.epoch >= self.first and stats.val_acc is not None and math.isfinite(stats.val_acc):
-            self.trial.report(stats.val_acc, stats.epoch)
-            self.pruned = self.trial.should_prune()
+            self.trial.report(stats.val_acc, progress_step(stats.epoch, self.epochs))
+            self.trial.set_user_attr("epochs_run", stats.epoch)
+            self.pruned = stats.epoch < self.epochs and self.trial.should_prune()
 
     def should_stop(self) -> bool:
         return self.pruned
+
+
+def progress_step(epoch: int, epochs: int) -> int:
+    """The step a trial reports after `epoch` of `epochs`: how far through the run, in thousandths."""
+    return round(PROGRESS * epoch / epochs)
 
 
 def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: int = 0) -> None:
@@ -289,7 +302,8 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
         for p in cfg.params:
             trial_recipe = override(trial_recipe, p.key, p.suggest(trial))
         options = TrainOptions(seed=cfg.seed, device=cfg.device, precision=cfg.precision, threads=threads)
-        callbacks = _Pruning(trial, first=trial_recipe.augment.small_epochs(trial_recipe.epochs) + 1)
+        callbacks = _Pruning(trial, trial_recipe.epochs,
+                             first=trial_recipe.augment.small_epochs(trial_recipe.epochs) + 1)
         try:
             result = fit(trial_recipe, data, options, callbacks)
         except TrainingInterrupted:

@@ -293,9 +293,11 @@ def train_epoch(loop: Loop, epoch: int, cb: Callbacks, progress_every: int, posi
             perm = kept[torch.randperm(len(kept), generator=loop.shuffle).to(loop.device)]
     steps = loop.epoch_steps = _steps(len(perm), bs, loop.recipe.drop_last)
     loop.schedule_stride = loop.steps_per_epoch / steps
-    loop.schedule_step = (epoch - 1) * loop.steps_per_epoch + first * loop.schedule_stride
+    base = (epoch - 1) * loop.steps_per_epoch
     cb.epoch_start(epoch, loop.recipe.epochs, steps)
     for i in range(first, steps):
+        # Computed, not summed step by step: an epoch resumed at step `first` has the same schedule, to the last bit.
+        loop.schedule_step = base + i * loop.schedule_stride
         end = len(perm) if i + 1 == steps and not loop.recipe.drop_last else (i + 1) * bs
         running.add(*train_step(loop, perm[i * bs : end]))
         if (i + 1) % progress_every == 0 or i + 1 == steps:

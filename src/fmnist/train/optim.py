@@ -91,24 +91,27 @@ class LeanSGD(torch.optim.SGD):
     def step(self, closure=None):
         if closure is not None:
             return super().step(closure)
+        if not all(map(self._fits, self.param_groups)):  # decided before any group steps: SGD.step steps all
+            return super().step()
         with torch.no_grad():
             for group in self.param_groups:
-                if not self._lean_step(group):
-                    return super().step()
+                self._lean_step(group)
         return None
 
-    def _lean_step(self, group: dict) -> bool:
-        """One group's update through torch._fused_sgd_; False (nothing done) when it does not apply. Parameters
-        without a gradient (frozen ones: `freeze_groups`) are skipped, as SGD skips them."""
+    @staticmethod
+    def _fits(group: dict) -> bool:
+        """Whether torch._fused_sgd_ takes the group: dense gradients, one device and one dtype."""
+        params = [p for p in group["params"] if p.grad is not None]
+        return not params or not any(
+            p.grad.is_sparse or p.device != params[0].device or p.dtype != params[0].dtype for p in params)
+
+    def _lean_step(self, group: dict) -> None:
+        """One group's update through torch._fused_sgd_ (a group `_fits` takes). Parameters without a gradient
+        (frozen ones: `freeze_groups`) are skipped, as SGD skips them."""
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
-            return True
+            return
         grads = [p.grad for p in params]
-        first = params[0]
-        if any(g.is_sparse for g in grads) or any(
-            p.device != first.device or p.dtype != first.dtype for p in params
-        ):
-            return False
         momentum = group["momentum"]
         bufs: list[torch.Tensor] = []
         first_step = False
@@ -124,7 +127,6 @@ class LeanSGD(torch.optim.SGD):
             dampening=group["dampening"], nesterov=group["nesterov"], maximize=group["maximize"],
             is_first_step=first_step,
         )
-        return True
 
 
 class MuonSGD(LeanSGD):
@@ -139,13 +141,15 @@ class MuonSGD(LeanSGD):
     def step(self, closure=None):
         if closure is not None:
             raise ValueError("the muon optimizer takes no closure")
+        if not all(self._fits(g) for g in self.param_groups if not g.get("muon")):
+            raise RuntimeError("the muon optimizer needs dense gradients of one device and dtype")
         with torch.no_grad():
             for group in self.param_groups:
                 if group.get("muon"):
                     muon_step(group["params"], self.state, group["lr"], group["momentum"], group["nesterov"],
                               self.ns_dtype)
-                elif not self._lean_step(group):
-                    raise RuntimeError("the muon optimizer needs dense gradients of one device and dtype")
+                else:
+                    self._lean_step(group)
         return None
 
 
