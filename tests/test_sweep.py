@@ -286,6 +286,21 @@ def test_options_that_cannot_work_fail_before_a_study_is_stored(cli, tiny_data_d
     assert not (tmp_path / "s" / "x" / "study.db").exists()
 
 
+def test_a_sweep_in_a_database_fails_before_its_study_is_stored_there(cli, tiny_data_dir, tmp_path):
+    # With --storage the study is not stored until the trials can run: the same command, mended, is not told it
+    # was run with other settings.
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    args = ["sweep", "mlp", "--param", "epochs=1", "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx",
+            "--root", tmp_path / "s", "--name", "x", "--trials", "1", "--storage", url]
+    r = cli(*args, "--precision", "bf16", "--device", "tpu")
+    assert r.exit_code == 2 and "unknown device 'tpu'" in r.stderr, r.stderr
+    assert "x" not in optuna.get_all_study_names(storage=url)
+    r = cli(*args, "--precision", "bf16")
+    assert r.exit_code == 0, r.stderr
+
+
 def test_the_largest_seed_runs_and_continues(cli, tiny_data_dir, tmp_path):
     args = ["sweep", "mlp", "--param", "epochs=1", "--limit", "100", "--data-dir", tiny_data_dir, "--dataset", "idx",
             "--root", tmp_path / "s", "--seed", "4294967295", "--json"]

@@ -190,8 +190,9 @@ class Recipe:
     ema_decay: float = 0.0  # per-step decay of the weight EMA; 0 disables it
     drop_last: bool = False  # drop the last partial batch (Keras keeps it; fixed shapes suit torch.compile)
     tta_flip: bool = False  # average logits over the image and its mirror at evaluation
-    # Per-epoch validation only: also average over the image shifted by this many pixels up-left and down-right
-    # (weights 1/2 for the unshifted views, 1/4 for each shift), airbench's multi-crop test-time augmentation.
+    # Also average over the image shifted by this many pixels up-left and down-right (weights 1/2 for the unshifted
+    # views, 1/4 for each shift), airbench's multi-crop test-time augmentation: in the last epoch's validation, the
+    # test figures and wherever the model file goes (predict, serve, the ONNX export), which records it.
     tta_shift: int = 0
     # airbench's lookahead: every 5 steps the weights move to an average of themselves kept with this decay,
     # ramped up as (progress)^3; at the end the model is the average. 0 disables it.

@@ -204,7 +204,7 @@ def _storage_problem(error: BaseException) -> str:
 def _run_sweep(cfg: SweepConfig) -> Any:
     # What the trials need fails before a new study is stored; a stored one that needs no more trials is only read
     # (its report, on a machine without the data).
-    stored = cfg.storage is not None or (cfg.directory / "study.db").exists()
+    stored = _stored(cfg)
     if not stored:
         _check_can_run(cfg)
     study = open_study(cfg)
@@ -230,6 +230,13 @@ def _run_sweep(cfg: SweepConfig) -> Any:
                 interrupt_workers(pool)
                 raise
     return open_study(cfg)
+
+
+def _stored(cfg: SweepConfig) -> bool:
+    """Whether the sweep's study exists already: its SQLite file, or its name in the --storage database."""
+    if cfg.storage is None:
+        return (cfg.directory / "study.db").exists()
+    return cfg.study_name in optuna_module().get_all_study_names(storage=cfg.storage_url)
 
 
 def _check_can_run(cfg: SweepConfig) -> None:

@@ -78,6 +78,8 @@ def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, iden
         if getattr(loop, name, None) is not None:
             tensors[f"prune.{name}"] = getattr(loop, name)
     tensors["rng.torch"] = torch.get_rng_state()
+    if loop.device.type == "cuda":  # dropout on a GPU draws from the device's generator, not the CPU's
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(loop.device)
     tensors["rng.shuffle"] = loop.shuffle.get_state()
     tensors["rng.augment"] = loop.augment.get_state()
     if position.perm is not None:
@@ -146,6 +148,8 @@ def load_checkpoint(path: str | os.PathLike, loop: Any, identity: dict[str, Any]
             weights = tensors.get("prune.weights")
             loop.weights = weights.to(loop.device) if weights is not None else None
         torch.set_rng_state(tensors["rng.torch"])
+        if loop.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], loop.device)
         loop.shuffle.set_state(tensors["rng.shuffle"])
         loop.augment.set_state(tensors["rng.augment"])
         np.random.set_state(tuple(header["numpy"][:1]) + (np.asarray(header["numpy"][1], np.uint32),) + tuple(header["numpy"][2:]))
