@@ -139,6 +139,9 @@ def test_a_class_named_by_a_number_is_not_taken_for_another_class_index():
     # Classes "1", "2", "3": folder "1" is class "1" (index 0), not the class at index 1.
     assert match_classes(["1", "2", "3"], ["1", "2", "3"]) == {"1": 0, "2": 1, "3": 2}
     assert match_classes(["0"], ["1", "2", "3"]) == {"0": 0}  # an index no name claims still works
+    # Two folders of one class were merged without a word.
+    with pytest.raises(DataError, match="'8' and 'Bag' both name Bag; put each class's images in one folder"):
+        match_classes(["8", "Bag", "Shirt"], FASHION)
 
 
 def photo_folder(root, per_class=2, classes=("Trouser", "Bag"), unreadable=True):
@@ -169,6 +172,12 @@ def test_an_image_folder_says_what_it_left_out_and_why_it_cannot_split(tmp_path)
     article(seed=7).save(photos / "bag" / "more" / "x.jpg")
     folder = read_image_folder(photos, FASHION)
     assert len(folder.labels) == 4 and [p for p, _ in folder.skipped] == [str(photos / "bag" / "more")]
+    # Files not named as images and a class folder holding none are named too (they were left out in silence).
+    (photos / "trouser" / "IMG_2.heic").write_bytes(b"heic")
+    (photos / "coat").mkdir()
+    why = dict(read_image_folder(photos, FASHION).skipped)
+    assert "HEIC photos are not read" in why[str(photos / "trouser" / "IMG_2.heic")]
+    assert "a class folder with no image files" in why[str(photos / "coat")] and len(why) == 3
     with pytest.raises(DataError, match="is a file"):
         read_image_folder(photos / "bag" / "0.jpg", FASHION)
     one_each = photo_folder(tmp_path / "one", per_class=1, unreadable=False)
@@ -231,7 +240,15 @@ def test_predict_reports_the_mode_and_confidence_and_skips_a_blank_image(cli, ti
     (shirts / "notes.txt").write_text("bought in May")
     r = cli("predict", run, shirts, "--json")
     assert r.exit_code == 0 and len(json.loads(r.stdout)) == 1
-    assert "note: 1 file not named as an image passed over (notes.txt)" in r.stderr
+    assert "note: 1 file passed over (notes.txt: not named as an image (images end in .png" in r.stderr
+    # So are a HEIC photo, a link to nothing and a folder inside.
+    (shirts / "IMG_1.HEIC").write_bytes(b"heic")
+    (shirts / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (shirts / "more").mkdir()
+    r = cli("predict", run, shirts, "--json")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)) == 1
+    assert "note: 4 files passed over (IMG_1.HEIC: HEIC photos are not read: save them as JPEG; gone.png: a link " \
+           "to nothing; more: a folder inside" in r.stderr, r.stderr
 
 
 def test_init_starts_from_a_model_and_refuses_another_architecture(cli, tiny_data_dir, tmp_path):
@@ -280,6 +297,23 @@ def test_fine_tuning_on_an_image_folder_is_a_normal_run(cli, tmp_path):
     whole = cli("evaluate", run, "--images", photos, "--out", tmp_path / "eval", "--json")
     assert whole.exit_code == 0, whole.stderr
     assert json.loads(whole.stdout)["count"] == 6
+    # The same folder named with --data-dir is the run's own: its held-out part, not every image.
+    named = json.loads(cli("evaluate", run, "--data-dir", photos, "--json").stdout)
+    assert named["test_accuracy"] == result["test_accuracy"] and named["report"]["weighted_avg"]["support"] == 2
+    assert result["same_data_as_training"] is True and not result["warnings"]
+    # Images added since: the held-out part is drawn again, and the figure is said not to be comparable.
+    article(box=(160, 180, 480, 320), seed=99).save(photos / "bag" / "new.jpg")
+    changed = cli("evaluate", run, "--json")
+    assert changed.exit_code == 0, changed.stderr
+    (warning,) = json.loads(changed.stdout)["warnings"]
+    assert "holds other images than when" in warning and "not comparable" in warning
+    # The folder moved: without --data-dir it is named as gone; with its new place, its held-out part is scored.
+    (photos / "bag" / "new.jpg").unlink()
+    photos.rename(tmp_path / "moved")
+    gone = cli("evaluate", run)
+    assert gone.exit_code == 2 and "not there any more" in gone.stderr and "--data-dir" in gone.stderr, gone.stderr
+    moved = json.loads(cli("evaluate", run, "--data-dir", tmp_path / "moved", "--json").stdout)
+    assert moved["matches_recorded"] and moved["same_data_as_training"] is True and not moved["warnings"]
 
 
 @pytest.mark.parametrize("low, high", [(200, 250), (5, 55)])
@@ -306,3 +340,77 @@ def test_a_light_photo_padded_with_transparency_keeps_its_polarity():
     image = photo_steps(Image.fromarray(rgba, "RGBA")).image
     assert image[10:18, 12:16].mean() > 200  # the article, light on black
     assert image[:, :5].max() == 0 and image[:, -5:].max() == 0
+
+
+def test_cv_and_sweep_take_an_image_folder(cli, tmp_path):
+    # Their help lists --dataset folder; both failed with "unknown dataset 'folder'".
+    photos = photo_folder(tmp_path / "photos", per_class=5, classes=("Trouser", "Bag"), unreadable=False)
+    r = cli("cv", "mlp", "--folds", "2", "--epochs", "1", "--dataset", "folder", "--data-dir", photos,
+            "--out", tmp_path / "cv", "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    # The folds are the 8 images `fmnist train` trains on; its 2 held-out ones stay out.
+    assert result["data"]["name"] == "folder" and result["data"]["images"] == 8 and result["data"]["checksum"]
+    assert [f["held_out_size"] for f in result["folds"]] == [4, 4]
+    s = cli("sweep", "mlp", "--param", "epochs=1,2", "--trials", "2", "--dataset", "folder", "--data-dir", photos,
+            "--root", tmp_path / "sweeps", "--json")
+    assert s.exit_code == 0, s.stderr
+    out = json.loads(s.stdout)
+    assert len(out["trials"]) == 2 and f"--dataset folder --data-dir {photos}" in out["best_command"]
+
+
+def test_a_folder_run_exports_and_serves_with_its_own_held_out_images(cli, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from fmnist.export import load_predictor
+    from fmnist.serve.card import card_for
+
+    photos = photo_folder(tmp_path / "photos", per_class=3, classes=("Trouser", "Bag"), unreadable=False)
+    run = tmp_path / "run"
+    assert cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--epochs", "1", "--out", run).exit_code == 0
+    # Export checks the ONNX model on the folder's held-out images, not random ones.
+    r = cli("export", run, "--out", tmp_path / "m.onnx", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["verification"]["images"] == "folder test"
+    # The card's gallery holds those images; recall is null for the eight classes with no test image.
+    card, note = card_for(load_predictor(run), run)
+    assert note is None and len(card.gallery) == 2, note
+    recall = card.card["recall"]
+    assert sum(r is None for r in recall) == 8 and all(recall[i] is not None for i in (1, 8))
+
+
+@pytest.mark.parametrize("size", [28, 60])
+def test_a_small_dark_cut_out_is_a_photo_not_a_black_dataset_image(size):
+    # Flattened onto the dataset's black, a black article on transparency became an all-black input, and was
+    # still given a class; a fully transparent image likewise.
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[size // 5 : -size // 5, size // 3 : -size // 3, 3] = 255
+    prepared = prepare(Image.fromarray(rgba, "RGBA"), "auto")
+    assert prepared.mode == "photo" and prepared.image.max() == 255
+    with pytest.raises(DataError, match="found no article"):
+        prepare(Image.fromarray(np.zeros((size, size, 4), np.uint8), "RGBA"), "auto")
+    # An opaque image with an alpha channel is still taken as it is.
+    gray = np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)
+    same = prepare(Image.fromarray(gray).convert("LA"), "auto")
+    assert same.mode == "dataset" and np.array_equal(same.image, gray)
+
+
+def test_a_folder_of_classes_of_your_own_trains_a_model_of_those_classes(cli, tmp_path):
+    from fmnist.imaging.folder import folder_classes
+
+    photos = photo_folder(tmp_path / "shapes", per_class=3, classes=("Tall", "Wide"), unreadable=False)
+    assert folder_classes(photos) == ("tall", "wide")
+    assert len(folder_classes(photo_folder(tmp_path / "fashion", per_class=1, unreadable=False))) == 10
+    run = tmp_path / "run"
+    r = cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--epochs", "1", "--out", run)
+    assert r.exit_code == 0, r.stderr
+    report = json.loads((run / "metrics.json").read_text())["report"]
+    assert [row["class"] for row in report["per_class"]] == ["tall", "wide"]
+    p = cli("predict", run, photos / "wide" / "0.jpg", "--json")
+    assert p.exit_code == 0 and json.loads(p.stdout)[0]["name"] in ("tall", "wide"), p.stderr
+    e = cli("evaluate", run, "--json")
+    assert e.exit_code == 0 and json.loads(e.stdout)["matches_recorded"], e.stderr
+    # Scoring the training folder whole says most of it was trained on.
+    whole = cli("evaluate", run, "--images", photos, "--out", tmp_path / "eval")
+    assert whole.exit_code == 0 and "is the folder" in whole.stderr and "trained on" in whole.stderr, whole.stderr
+    mixed = cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--mix", "10", "--out", tmp_path / "m")
+    assert mixed.exit_code == 2 and "must be Fashion-MNIST's" in mixed.stderr, mixed.stderr

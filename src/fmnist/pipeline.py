@@ -96,7 +96,7 @@ def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
     ds = load_folder(cfg.data_dir, classes, seed=cfg.options.seed)
     if cfg.mix:
         fashion = load_split("train", DEFAULT_DATASET)
-        if list(fashion.classes) != list(classes):
+        if list(fashion.classes) != list(ds.classes):
             raise UsageError("--mix adds Fashion-MNIST images, so the folder's classes must be Fashion-MNIST's")
         images, labels = subset(fashion.images, fashion.labels, cfg.mix, cfg.options.seed)
         train = Split(np.concatenate([ds.train.images, images]), np.concatenate([ds.train.labels, labels]), ds.classes)

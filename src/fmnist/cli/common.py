@@ -33,7 +33,7 @@ def _dataset_name(value: str | None) -> str | None:
 
 DatasetOption = Annotated[
     Optional[str],
-    typer.Option("--dataset", help="fashion-mnist, mnist, kmnist, idx (any directory of IDX files) or folder (DIR/<class>/ images); the last two need --data-dir.", show_default=False,
+    typer.Option("--dataset", help="fashion-mnist, mnist, kmnist, idx (any directory of IDX files) or folder (DIR/<class>/ images: Fashion-MNIST's classes, or classes of your own named by the folders); the last two need --data-dir.", show_default=False,
                  callback=_dataset_name),
 ]
 DeviceOption = Annotated[

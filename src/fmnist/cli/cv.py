@@ -57,6 +57,8 @@ def cv(
     from fmnist.cv.results import CVConfig, CVData, CVProgress, FoldResult, FoldTask
     from fmnist.cv.runner import run_cv
     from fmnist.data import load_dataset
+    from fmnist.data.registry import FOLDER
+    from fmnist.imaging.folder import load_folder
     from fmnist.paths import safe_name
     from fmnist.recipes.overrides import variant
     from fmnist.runtime import keep_freed_memory
@@ -109,7 +111,10 @@ def cv(
 
     from fmnist.cli.progress import interrupt_exit_code, sigterm_as_ctrl_c
 
-    data = CVData.from_dataset(load_dataset(s.dataset, data_dir=s.data_dir))
+    # An image folder's folds are drawn from DIR/train/, or from the part of DIR/<class>/ that `fmnist train` trains
+    # on at its default seed: the part it holds out stays unseen for the chosen recipe's test.
+    ds = load_folder(s.data_dir) if s.dataset == FOLDER else load_dataset(s.dataset, data_dir=s.data_dir)
+    data = CVData.from_dataset(ds)
     try:
         with sigterm_as_ctrl_c():
             result = run_cv(config, data, Printer(), overwrite=overwrite)

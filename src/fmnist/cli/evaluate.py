@@ -49,18 +49,25 @@ def evaluate(
     # The run's own data directory serves its own dataset only.
     same_dataset = run is not None and run.config.dataset == name
     data_dir = s.data_dir if s.data_dir is not None else (run.config.data_dir if same_dataset else None)
-    held_out = None
+    held_out = checksum = None
     if images is None and name == FOLDER:
         # A model fine-tuned on an image folder is scored on that folder's test images: DIR/test/, or, for the run
         # that trained on DIR/<class>/, the same seeded part it held out (the rest it trained on).
         if data_dir is None:
             raise UsageError(f"{model} was trained on an image folder: pass it with --images DIR")
+        trained_on = run.config.data_dir if same_dataset else None
+        if s.data_dir is None and trained_on is not None and not Path(trained_on).is_dir():
+            raise UsageError(f"{model} was trained on the image folder {trained_on}, which is not there any more; "
+                             "pass where it is now with --data-dir DIR (its held-out part is scored), or score a "
+                             "folder of other images with --images DIR")
+        moved = s.data_dir is not None and trained_on is not None and not Path(trained_on).exists()
         if (data_dir / "test").is_dir():
             images = data_dir / "test"
-        elif same_dataset and s.data_dir is None:
+        elif same_dataset and (s.data_dir is None or moved or _same_path(s.data_dir, trained_on)):
             from fmnist.imaging.folder import folder_dataset
 
-            held_out = folder_dataset(data_dir, meta.classes, seed=run.config.options.seed).test
+            folder = folder_dataset(data_dir, meta.classes, seed=run.config.options.seed)
+            held_out, checksum = folder.test, folder.checksum
         else:
             images = data_dir
     if out_dir is not None:
@@ -71,6 +78,10 @@ def evaluate(
         check_out_dir(out_dir, overwrite, "the evaluation")
     if images is not None:
         from fmnist.cli.photo_eval import evaluate_folder
+
+        if same_dataset and _same_path(images, run.config.data_dir) and not (images / "test").is_dir():
+            err.print(f"note: {images} is the folder {model} trained on, so most of these images were trained on; "
+                      f"`fmnist evaluate {model}` scores the part it held out", markup=False, soft_wrap=True)
 
         evaluate_folder(predictor, model, images, preprocess, out_dir, as_json)
         return
@@ -84,10 +95,14 @@ def evaluate(
     if top >= len(meta.classes):
         raise UsageError(f"{model} tells {len(meta.classes)} classes apart, but the {name} test labels go up to {top}; "
                          f"evaluate it on data with its classes, such as the {meta.dataset or 'dataset'} it was trained on")
-    checksum, problem = _dataset_checksum(name, data_dir) if held_out is None else (None, None)
+    checksum, problem = _dataset_checksum(name, data_dir) if held_out is None else (checksum, None)
     same_data = (checksum == meta.dataset_checksum) if checksum and meta.dataset_checksum else None
     warnings = [problem] if problem else []
-    if same_data is False:
+    if same_data is False and held_out is not None:
+        warnings.append(f"{data_dir} holds other images than when {model} trained on it, so the part held out is "
+                        "drawn again from what it holds now and may include images the model trained on: the "
+                        "accuracy below is not comparable with the one recorded at training")
+    elif same_data is False:
         warnings.append(f"{model} was trained on {meta.dataset or 'other'} data with checksum "
                         f"{meta.dataset_checksum[:12]}, but these {name} test images come from data with checksum "
                         f"{checksum[:12]}, so the accuracy below is not comparable with the one recorded at training")
@@ -119,6 +134,10 @@ def evaluate(
         same = "matches" if result["matches_recorded"] else "differs from"
         line += f"; {same} the {recorded * 100:.2f}% recorded at training"
     out.print(line, markup=False, soft_wrap=True)
+
+
+def _same_path(a: Path, b: Path | None) -> bool:
+    return b is not None and a.expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _dataset_checksum(name: str, data_dir: Path | None) -> tuple[str | None, str | None]:

@@ -52,6 +52,7 @@ def export(
         export_onnx,
         verification_images,
     )
+    from fmnist.data.registry import FOLDER
     from fmnist.rundir import is_run_dir, load_run
     from fmnist.runtime import configure_process
 
@@ -67,7 +68,7 @@ def export(
     if verify_images:
         run = load_run(model) if model.is_dir() and is_run_dir(model) else None
         folder = s.data_dir if s.data_dir is not None else (run.config.data_dir if run is not None else None)
-        images, source = verification_images(meta, verify_images, folder)
+        images, source = verification_images(meta, verify_images, folder, run.config.options.seed if run else 0)
     report = export_onnx(torch_model, meta, out_path, input_type, overwrite=overwrite, verify_images=images,
                          verify_source=source)
     if as_json:
@@ -79,7 +80,8 @@ def export(
     v = report.verification
     if v is not None:
         if v.images == RANDOM_IMAGES:
-            out.print(f"the {meta.dataset or 'model'} test set is not at hand (pass --data-dir DIR): verified on "
+            where = "its image folder (--data-dir DIR)" if meta.dataset == FOLDER else "--data-dir DIR"
+            out.print(f"the {meta.dataset or 'model'} test set is not at hand (pass {where}): verified on "
                       f"{v.n} random images instead", markup=False, soft_wrap=True)
         out.print(f"verified against PyTorch: {v.summary()}", markup=False, soft_wrap=True)
 

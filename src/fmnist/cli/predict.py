@@ -31,7 +31,7 @@ def predict(
     Exit code 0 when every file was predicted, 2 when some could not be read.
     """
     from fmnist.export import load_predictor
-    from fmnist.imaging import IMAGE_SUFFIXES, check_mode, empty_folders, other_files, required_image_files
+    from fmnist.imaging import check_mode, empty_folders, passed_over, required_image_files
     from fmnist.runtime import configure_process, resolve_device
 
     s = settings(ctx, device=device)
@@ -61,11 +61,12 @@ def predict(
     failed += empty
     for _, why in failed:  # on stderr with --json too: stdout stays the one document
         err.print(f"skipped: {why}", markup=False, soft_wrap=True)
-    others = other_files(images)
+    others = passed_over(images)
     if others:  # passed over by name, not failed: a note, not an error
-        shown = ", ".join(p.name for p in others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-        err.print(f"note: {len(others)} file{'s' if len(others) != 1 else ''} not named as an image passed over "
-                  f"({shown}); images end in {', '.join(IMAGE_SUFFIXES[:4])}, ...", markup=False, soft_wrap=True)
+        shown = "; ".join(f"{p.name}: {why}" for p, why in others[:5]) + (
+            f"; and {len(others) - 5} more" if len(others) > 5 else "")
+        err.print(f"note: {len(others)} file{'s' if len(others) != 1 else ''} passed over ({shown})", markup=False,
+                  soft_wrap=True)
     if failed:
         raise typer.Exit(2)
 

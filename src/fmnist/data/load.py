@@ -49,7 +49,8 @@ class Dataset:
     source: str = "memory"  # "data-dir", "cache", "system" or "download" when loaded
     source_dir: Path | None = None
     verified: bool = False
-    checksum: str = ""  # sha256 over the four files' sha256: one digest naming the exact data
+    checksum: str = ""  # one digest naming the exact data: sha256 over the four files' sha256 (an image
+    # folder's: data_digest of its two splits)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why) not read: an image folder's
 
     def split(self, name: str) -> Split:
@@ -118,6 +119,16 @@ def load_split(split: str, name: str | DatasetSpec = DEFAULT_DATASET, data_dir: 
     result = _split(spec, location, files, split, _classes(spec, location))
     _keep(files)
     return result
+
+
+def data_digest(*arrays: np.ndarray) -> str:
+    """A digest of arrays (images and labels: about 30 ms for Fashion-MNIST's 60,000): a checkpoint resumes only on
+    the training data it began with, and an image folder's splits are named by it as IDX files by their checksum."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
 
 
 def dataset_checksum(name: str | DatasetSpec = DEFAULT_DATASET, data_dir: str | os.PathLike | None = None) -> str:

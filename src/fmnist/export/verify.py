@@ -9,7 +9,9 @@ import numpy as np
 
 from fmnist.checkpoint import ModelMeta
 from fmnist.data import get_spec, load_split
+from fmnist.data.registry import FOLDER
 from fmnist.errors import DataError, UsageError
+from fmnist.imaging.folder import load_folder
 from fmnist.inference import BasePredictor
 
 RANDOM_IMAGES = "random"  # the source named when the dataset was not available
@@ -60,9 +62,14 @@ def measure(onnx_predictor: BasePredictor, torch_predictor: BasePredictor, image
 
 def verification_images(meta: ModelMeta, n: int, data_dir: str | os.PathLike | None = None,
                         seed: int = 0) -> tuple[np.ndarray, str]:
-    """The first `n` test images of the model's dataset and their source ("<dataset> test"); where that dataset is
-    not at hand (nothing is downloaded), `n` seeded random uint8 images and RANDOM_IMAGES."""
+    """The first `n` test images of the model's dataset and their source ("<dataset> test"; of an image folder,
+    DIR/test/ or the part of DIR held out at `seed`, "folder test"); where that dataset is not at hand (nothing is
+    downloaded), `n` seeded random uint8 images and RANDOM_IMAGES."""
     try:
+        if meta.dataset == FOLDER:
+            if data_dir is None:
+                raise UsageError("no image folder named")
+            return np.ascontiguousarray(load_folder(data_dir, list(meta.classes), seed).test.images[:n]), "folder test"
         spec = get_spec(meta.dataset)
         test = load_split("test", spec, data_dir=data_dir, download=False)
         return np.ascontiguousarray(test.images[:n]), f"{spec.name} test"

@@ -184,11 +184,24 @@ def empty_folders(paths: list[str | os.PathLike] | list[Path]) -> list[tuple[str
     return [(str(p), _no_images([p])) for p in map(Path, paths) if p.is_dir() and not image_files([p])]
 
 
-def other_files(paths: list[str | os.PathLike] | list[Path]) -> list[Path]:
-    """The files in the directories among `paths` that image_files passes over: not named as images (notes.txt),
-    hidden ones aside."""
-    return [p for d in map(Path, paths) if d.is_dir() for p in sorted(d.iterdir())
-            if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")]
+def passed_over(paths: list[str | os.PathLike] | list[Path]) -> list[tuple[Path, str]]:
+    """(path, why) for each entry of the directories among `paths` that image_files passes over: a file not named
+    as an image (notes.txt, IMG_1.heic), a link to nothing, a folder; hidden ones aside. Named, not passed over in
+    silence."""
+    found = []
+    for d in (Path(p) for p in paths):
+        for p in sorted(d.iterdir()) if d.is_dir() else ():
+            if p.name.startswith("."):
+                continue
+            if p.is_symlink() and not p.exists():
+                found.append((p, "a link to nothing"))
+            elif p.is_dir():
+                found.append((p, f"a folder inside {d}: its images are not read; put them in {d} itself"))
+            elif p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES:
+                heic = p.suffix.lower() in (".heic", ".heif")
+                found.append((p, "HEIC photos are not read: save them as JPEG" if heic else
+                              f"not named as an image (images end in {', '.join(IMAGE_SUFFIXES[:4])}, ...)"))
+    return found
 
 
 def _no_images(where: list[Path]) -> str:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fmnist.data import DEFAULT_DATASET, Dataset, Split, get_spec
+from fmnist.data import DEFAULT_DATASET, Dataset, Split, data_digest, get_spec
 from fmnist.data.registry import FOLDER
 from fmnist.data.splits import holdout_split
 from fmnist.errors import DataError, UsageError
-from fmnist.imaging.decode import image_files, open_image
+from fmnist.imaging.decode import image_files, open_image, passed_over
 from fmnist.imaging.modes import prepare
 from fmnist.imaging.photo import flatten_alpha
 
@@ -58,7 +58,12 @@ def match_classes(folders: list[str], classes: tuple[str, ...] | list[str]) -> d
         raise DataError(f"class folders {', '.join(map(repr, unknown))} match none of the classes "
                         f"({', '.join(classes)}); name each folder after a class (case and punctuation do not matter) "
                         "or by its index")
-    return {f: aliases[simplify(f)] for f in folders}
+    index = {f: aliases[simplify(f)] for f in folders}
+    shared = {c: [f for f in folders if index[f] == c] for c in sorted(set(index.values()))}
+    twice = [f"{' and '.join(map(repr, names))} both name {classes[c]}" for c, names in shared.items() if len(names) > 1]
+    if twice:
+        raise DataError(f"class folders {'; '.join(twice)}; put each class's images in one folder")
+    return index
 
 
 @dataclass
@@ -87,9 +92,11 @@ def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | l
     index = match_classes(folders, classes)
     images, labels, paths, modes, thumbs, skipped = [], [], [], [], [], []
     for folder in folders:
-        skipped += [(str(p), f"{p}: a folder inside a class folder is not read; put its images in {directory / folder}")
-                    for p in sorted((directory / folder).iterdir()) if p.is_dir() and not p.name.startswith(".")]
-        for path in image_files([directory / folder]):
+        skipped += [(str(p), f"{p}: {why}") for p, why in passed_over([directory / folder])]
+        files = image_files([directory / folder])
+        if not files:
+            skipped.append((str(directory / folder), f"{directory / folder}: a class folder with no image files"))
+        for path in files:
             try:
                 img = open_image(path)
                 prepared = prepare(img, mode)
@@ -139,14 +146,28 @@ def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list
                             "class with two images or more (or DIR/train/ and DIR/test/)")
         splits = (Split(every.images[tr], every.labels[tr], classes), Split(every.images[te], every.labels[te], classes))
         skipped = every.skipped
-    return Dataset(FOLDER, classes, *splits, source=FOLDER, source_dir=directory, verified=False,
+    checksum = data_digest(*(a for split in splits for a in (split.images, split.labels)))  # content and split
+    return Dataset(FOLDER, classes, *splits, source=FOLDER, source_dir=directory, verified=False, checksum=checksum,
                    skipped=list(skipped))
 
 
 def load_folder(data_dir: str | os.PathLike | None, classes: list[str] | None = None, seed: int = 0) -> Dataset:
     """--dataset folder: the image folder DIR/<class>/ (or DIR/train/ and DIR/test/) through the photo
-    preprocessing, in `classes` (default Fashion-MNIST's); `Dataset.skipped` lists the files it could not read."""
+    preprocessing, in `classes` (default: `folder_classes`); `Dataset.skipped` lists the files it could not read."""
     if data_dir is None:
         raise UsageError("--dataset folder needs --data-dir DIR: a folder of DIR/<class>/ images (or DIR/train/ and "
                          "DIR/test/)")
-    return folder_dataset(data_dir, classes or list(get_spec(DEFAULT_DATASET).classes), seed=seed)
+    return folder_dataset(data_dir, classes or folder_classes(data_dir), seed=seed)
+
+
+def folder_classes(directory: str | os.PathLike) -> tuple[str, ...]:
+    """The classes of an image folder a model is trained on from scratch: Fashion-MNIST's when every class folder
+    names one of them (or its index), so the model reads Fashion-MNIST and mixes with it; else the folders' own
+    names, in sorted order (circle/, square/, triangle/: three classes of your own)."""
+    directory = Path(directory)
+    root = directory / "train" if (directory / "train").is_dir() else directory
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if root.is_dir() else []
+    fashion = get_spec(DEFAULT_DATASET).classes
+    aliases = class_aliases(fashion)
+    return fashion if all(simplify(f) in aliases for f in folders) else tuple(folders)

@@ -50,17 +50,25 @@ def resize_dataset(img: Image.Image) -> np.ndarray:
 
 
 def looks_like_dataset(img: Image.Image) -> bool:
-    """Whether `img` already looks like a Fashion-MNIST image: 28x28, or small, grayscale and dark at the border."""
+    """Whether `img` already looks like a Fashion-MNIST image: 28x28, or small, grayscale and dark at the border;
+    never a cut-out (transparency shown: a dark article on it flattened onto the dataset's black vanished)."""
+    if max(img.size) > SMALL or _see_through(img):
+        return False
     if img.size == SIZE:
         return True
-    if max(img.size) > SMALL:
-        return False
     rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
     if img.mode not in ("L", "LA", "1", "I", "I;16", "F") and np.abs(rgb - rgb[..., :1]).max() > 8:
         return False  # colour
     gray = np.asarray(to_grayscale(img), dtype=np.float32)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     return float(border.mean()) < DARK_BORDER
+
+
+def _see_through(img: Image.Image) -> bool:
+    """Whether some pixel of `img` is not fully opaque."""
+    if not (img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info):
+        return False
+    return img.convert("RGBA").getchannel("A").getextrema()[0] < 255
 
 
 def _photo(img: Image.Image) -> Preprocessed:

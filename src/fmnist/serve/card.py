@@ -12,8 +12,10 @@ import numpy as np
 
 from fmnist import __version__
 from fmnist.data import Split, load_split
-from fmnist.errors import FmnistError
+from fmnist.data.registry import FOLDER
+from fmnist.errors import FmnistError, UsageError
 from fmnist.imaging import encode_image
+from fmnist.imaging.folder import load_folder
 from fmnist.inference import BasePredictor
 from fmnist.metrics import confusion_matrix
 from fmnist.recipes import changes
@@ -66,7 +68,8 @@ def build_card(predictor: BasePredictor, model: str, run_metrics: dict[str, Any]
                     source=f"measured at start-up on the {len(test):,} test images of {meta.dataset}")
     if card["confusion_matrix"] is not None:
         m = np.asarray(card["confusion_matrix"], dtype=np.float64)
-        card["recall"] = (np.diag(m) / np.maximum(m.sum(axis=1), 1)).tolist()
+        # null for a class with no test images: nothing was measured (0.0 would say it was never recognized)
+        card["recall"] = [float(d / n) if n else None for d, n in zip(np.diag(m), m.sum(axis=1))]
     gallery = _gallery(test) if usable else []
     return ModelCard(info, card, gallery)
 
@@ -87,7 +90,13 @@ def card_for(predictor: BasePredictor, model: Path, data_dir: Path | None = None
     run_metrics = run.metrics.to_dict() if run else None
     train_images = run.config.train_images if run else None
     try:
-        test = load_split("test", predictor.meta.dataset, data_dir=data_dir, download=False)
+        if predictor.meta.dataset == FOLDER:  # the images its run held out of the folder it trained on
+            folder = data_dir if data_dir is not None else (run.config.data_dir if run else None)
+            if folder is None:
+                raise UsageError("the model was trained on an image folder; pass that folder with --data-dir DIR")
+            test = load_folder(folder, list(predictor.meta.classes), run.config.options.seed if run else 0).test
+        else:
+            test = load_split("test", predictor.meta.dataset, data_dir=data_dir, download=False)
     except FmnistError as e:
         return build_card(predictor, model.name, run_metrics, train_images=train_images), f"no gallery: {e}"
     return build_card(predictor, model.name, run_metrics, test, train_images), None

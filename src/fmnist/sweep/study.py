@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from fmnist.config import TrainOptions
-from fmnist.data import load_split
+from fmnist.data import Split, load_split
+from fmnist.data.registry import FOLDER
 from fmnist.data.splits import holdout_split, subset
 from fmnist.errors import UsageError
+from fmnist.imaging.folder import load_folder
 from fmnist.paths import safe_name
 from fmnist.recipes import get_recipe
 from fmnist.recipes.overrides import override
@@ -243,7 +245,7 @@ def _check_can_run(cfg: SweepConfig) -> None:
     """A UsageError or DataError when trials cannot run: here no such device or no data, on a cluster no answer."""
     if cfg.ray_address is None:
         resolve_device(cfg.device)
-        load_split("train", cfg.dataset, data_dir=cfg.data_dir)
+        _train_split(cfg)
     else:
         check_ray_address(cfg.ray_address)
 
@@ -331,8 +333,16 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
 def _data(cfg: SweepConfig):
     """The training split (a seeded subset with --limit) less its held-out share; the test split is not read."""
     recipe = dataclasses.replace(get_recipe(cfg.recipe), validation="holdout")
-    train = load_split("train", cfg.dataset, data_dir=cfg.data_dir)
+    train = _train_split(cfg)
     images, labels = (train.images, train.labels) if cfg.limit is None else subset(train.images, train.labels,
                                                                                    cfg.limit, cfg.seed)
     tr, va = holdout_split(labels, recipe.val_fraction, seed=0)
     return TrainData((images[tr], labels[tr]), (images[va], labels[va]), num_classes=len(train.classes)), recipe
+
+
+def _train_split(cfg: SweepConfig) -> Split:
+    """The dataset's training split; of an image folder (--dataset folder), the part `fmnist train --seed` trains
+    on, its own held-out test part left out."""
+    if cfg.dataset == FOLDER:
+        return load_folder(cfg.data_dir, seed=cfg.seed).train
+    return load_split("train", cfg.dataset, data_dir=cfg.data_dir)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fmnist.config import Recipe, TrainOptions
+from fmnist.data import data_digest
 from fmnist.data.transforms import to_device_tensors
 from fmnist.errors import FmnistError, UsageError
 from fmnist.inference import batched_logits, loss_and_accuracy
@@ -32,7 +33,7 @@ from fmnist.train import prune
 from fmnist.train.augment import alternating_flips, augment_batch, downsize, flip_plan
 from fmnist.train.ema import Lookahead, WeightEMA, lookahead_decay, recalibrate_batchnorm
 from fmnist.train.optim import freeze_groups, make_optimizer, param_groups
-from fmnist.train.resume import Position, data_digest, load_checkpoint, save_checkpoint
+from fmnist.train.resume import Position, load_checkpoint, save_checkpoint
 from fmnist.train.schedules import learning_rate
 from fmnist.train.stats import EpochStats, RunningStats
 

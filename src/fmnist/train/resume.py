@@ -11,7 +11,6 @@ a resumed run ends with the same weights, bit for bit, as one that was never int
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -45,16 +44,6 @@ class Position:
     history: list[dict[str, Any]] = field(default_factory=list)  # finished epochs (EpochStats.as_dict rows)
     seconds: float = 0.0  # training wall time spent before this point
     epoch_seconds: float = 0.0  # of it, the time spent in the epoch in progress
-
-
-def data_digest(images: np.ndarray, labels: np.ndarray) -> str:
-    """A digest of the training images and labels (about 30 ms for Fashion-MNIST's 60,000): a checkpoint resumes
-    only on the data it was trained on, not on a dataset changed in between."""
-    h = hashlib.blake2b(digest_size=16)
-    for a in (images, labels):
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(np.ascontiguousarray(a).data)
-    return h.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike, loop: Any, position: Position, identity: dict[str, Any]) -> Path:
