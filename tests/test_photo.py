@@ -405,6 +405,8 @@ def test_a_folder_of_classes_of_your_own_trains_a_model_of_those_classes(cli, tm
     assert r.exit_code == 0, r.stderr
     report = json.loads((run / "metrics.json").read_text())["report"]
     assert [row["class"] for row in report["per_class"]] == ["tall", "wide"]
+    # The page says how many images it trained on (the recipe's description speaks of Fashion-MNIST's 60,000).
+    assert "| training images | 4 |" in (run / "report.md").read_text()
     p = cli("predict", run, photos / "wide" / "0.jpg", "--json")
     assert p.exit_code == 0 and json.loads(p.stdout)[0]["name"] in ("tall", "wide"), p.stderr
     e = cli("evaluate", run, "--json")

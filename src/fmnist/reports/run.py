@@ -60,6 +60,8 @@ def _headline(run: RunRecord) -> list[str]:
     rows.append(("dataset", f"{m.dataset or cfg.dataset}" + (f" (source: {source})" if source else "")))
     if cfg.limit:
         rows.append(("training images", f"a random {cfg.limit} only (`--limit`): not comparable with the seed"))
+    elif cfg.train_images:  # what the run trained on, whatever the recipe's description says of Fashion-MNIST
+        rows.append(("training images", f"{cfg.train_images:,}"))
     if cfg.init:
         mixed = f", with {cfg.mix:,} Fashion-MNIST training images mixed in" if cfg.mix else ""
         rows.append(("fine-tuned", f"from the weights of {cfg.init}{mixed}"))
