@@ -138,7 +138,8 @@ def test_class_folder_names_forgive_case_punctuation_and_take_indices():
 def test_a_class_named_by_a_number_is_not_taken_for_another_class_index():
     # Classes "1", "2", "3": folder "1" is class "1" (index 0), not the class at index 1.
     assert match_classes(["1", "2", "3"], ["1", "2", "3"]) == {"1": 0, "2": 1, "3": 2}
-    assert match_classes(["0"], ["1", "2", "3"]) == {"0": 0}  # an index no name claims still works
+    with pytest.raises(DataError, match="'0' match none"):  # classes named by numbers take no index
+        match_classes(["0"], ["1", "2", "3"])
     # Two folders of one class were merged without a word.
     with pytest.raises(DataError, match="'8' and 'Bag' both name Bag; put each class's images in one folder"):
         match_classes(["8", "Bag", "Shirt"], FASHION)
@@ -300,7 +301,7 @@ def test_fine_tuning_on_an_image_folder_is_a_normal_run(cli, tmp_path):
     # The same folder named with --data-dir is the run's own: its held-out part, not every image.
     named = json.loads(cli("evaluate", run, "--data-dir", photos, "--json").stdout)
     assert named["test_accuracy"] == result["test_accuracy"] and named["report"]["weighted_avg"]["support"] == 2
-    assert result["same_data_as_training"] is True and not result["warnings"]
+    assert named["same_data_as_training"] is True and not named["warnings"]
     # Images added since: the held-out part is drawn again, and the figure is said not to be comparable.
     article(box=(160, 180, 480, 320), seed=99).save(photos / "bag" / "new.jpg")
     changed = cli("evaluate", run, "--json")
@@ -357,6 +358,11 @@ def test_cv_and_sweep_take_an_image_folder(cli, tmp_path):
     assert s.exit_code == 0, s.stderr
     out = json.loads(s.stdout)
     assert len(out["trials"]) == 2 and f"--dataset folder --data-dir {photos}" in out["best_command"]
+    # The same sweep on another folder is not continued as if it were this one's.
+    other = photo_folder(tmp_path / "other", per_class=5, classes=("Trouser", "Bag"), unreadable=False)
+    again = cli("sweep", "mlp", "--param", "epochs=1,2", "--trials", "3", "--dataset", "folder", "--data-dir", other,
+                "--root", tmp_path / "sweeps")
+    assert again.exit_code == 2 and "other settings (data_dir" in again.stderr, again.stderr
 
 
 def test_a_folder_run_exports_and_serves_with_its_own_held_out_images(cli, tmp_path):
@@ -416,3 +422,47 @@ def test_a_folder_of_classes_of_your_own_trains_a_model_of_those_classes(cli, tm
     assert whole.exit_code == 0 and "is the folder" in whole.stderr and "trained on" in whole.stderr, whole.stderr
     mixed = cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--mix", "10", "--out", tmp_path / "m")
     assert mixed.exit_code == 2 and "must be Fashion-MNIST's" in mixed.stderr, mixed.stderr
+
+
+def test_classes_of_your_own_are_matched_by_their_names(tmp_path):
+    from fmnist.imaging.folder import class_note, folder_classes
+
+    # Numbers of their own take no index (2/ was labelled class '10'); names in any script are names.
+    with pytest.raises(DataError, match="'2' match none of the classes"):
+        match_classes(["0", "1", "2"], ("0", "1", "10"))
+    assert match_classes(["猫", "犬"], ("猫", "犬")) == {"猫": 0, "犬": 1}  # both simplified to '' and clashed
+    assert match_classes(["3"], [str(i) for i in range(10)]) == {"3": 3}  # MNIST's digits are still themselves
+    # A test/ class that train/ lacks is named as such.
+    for half, names in (("train", ("Tall", "Wide")), ("test", ("Tall", "Wide", "Round"))):
+        photo_folder(tmp_path / "halves" / half, per_class=1, classes=names, unreadable=False)
+    with pytest.raises(DataError, match="has class folders .* lacks \\(round\\)"):
+        folder_classes(tmp_path / "halves")
+    # Training says whose classes it took, and a name close to a Fashion-MNIST class is pointed out.
+    assert class_note(("shirt", "trousers")).startswith("classes: shirt, trousers, named by the folders")
+    assert "'trousers' is close to Fashion-MNIST's 'Trouser'" in class_note(("shirt", "trousers"))
+    assert "close to" not in class_note(("circle", "square"))
+    assert class_note(FASHION) == "classes: Fashion-MNIST's 10, the folders named after them"
+
+
+def test_a_bare_folder_model_file_is_scored_on_its_held_out_part_only_where_the_digest_says_so(cli, tmp_path):
+    photos = photo_folder(tmp_path / "shapes", per_class=4, classes=("Tall", "Wide"), unreadable=False)
+    run = tmp_path / "run"
+    assert cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--epochs", "1", "--out", run,
+               "--seed", "3").exit_code == 0
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(photos, copy)
+    # The run directory knows its seed: a copy of its folder is scored on the part it held out.
+    held = json.loads(cli("evaluate", run, "--data-dir", copy, "--json").stdout)
+    assert held["matches_recorded"] and held["same_data_as_training"] is True
+    # The model file does not: seed 0 draws another part, so every image is scored, with a note saying why.
+    bare = cli("evaluate", run / "model.safetensors", "--data-dir", copy, "--json")
+    assert bare.exit_code == 0 and "images it trained on are among them" in bare.stderr, bare.stderr
+    assert json.loads(bare.stdout)["count"] == 8
+    # Nor does the service measure the card on a part it cannot tell was held out.
+    from fmnist.export import load_predictor
+    from fmnist.serve.card import card_for
+
+    card, note = card_for(load_predictor(run / "model.safetensors"), run / "model.safetensors", copy)
+    assert note and "not the image folder the model trained on" in note and card.card["confusion_matrix"] is None

@@ -201,6 +201,7 @@ def test_trials_of_other_lengths_are_compared_at_the_same_part_of_their_runs():
 
     assert progress_step(2, 4) == progress_step(1, 2) == 500 and progress_step(8, 8) == progress_step(12, 12)
     assert progress_step(1, 1000) != progress_step(2, 1000) and progress_step(1, 5) < WARMUP < progress_step(2, 5)
+    assert progress_step(1, 4) < WARMUP  # a quarter done is not yet past the warm-up (Optuna prunes at >=)
     trial = _Trial(prune=True)
     last = _Pruning(trial, 1)
     last.epoch_end(EpochStats(1, 0.5, 0.8, 0.4, 0.9, 0.1, 1.0))

@@ -24,7 +24,7 @@ from fmnist.data.registry import FOLDER
 from fmnist.data.splits import Arrays, describe_validation, split_for_validation, subset
 from fmnist.errors import DataError, UsageError
 from fmnist.fileio import remove_temporaries, write_error
-from fmnist.imaging.folder import load_folder
+from fmnist.imaging.folder import class_note, load_folder
 from fmnist.inference import Predictor, confidence_threshold, evaluate
 from fmnist.metrics import classification_report, confusion_matrix
 from fmnist.plots.evaluation import plot_misclassified, plot_montage
@@ -86,8 +86,8 @@ def starting_weights(cfg: RunConfig) -> tuple[dict[str, torch.Tensor] | None, Mo
 
 def load_data(cfg: RunConfig, classes: list[str] | None = None) -> Dataset:
     """The run's dataset: a registered one, or with dataset "folder" an image folder (through the photo
-    preprocessing) in the classes of the starting model or of Fashion-MNIST, with `mix` Fashion-MNIST training
-    images added."""
+    preprocessing) in the classes of the starting model, else Fashion-MNIST's or the folders' own
+    (`folder_classes`), with `mix` Fashion-MNIST training images added."""
     if cfg.dataset != FOLDER:
         if cfg.mix:
             raise UsageError(f"--mix adds Fashion-MNIST images to an image folder (--dataset folder); "
@@ -160,6 +160,8 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
         init, init_meta = starting_weights(cfg)
     ds = dataset or load_data(cfg, list(init_meta.classes) if init_meta else None)
     notes = callbacks or Callbacks()
+    if cfg.dataset == FOLDER and init_meta is None:  # a fine-tune's classes are its starting model's
+        notes.note(class_note(ds.classes))
     for _, why in ds.skipped:
         notes.note(f"skipped: {why}")
     recipe = cfg.recipe

@@ -114,6 +114,8 @@ def cv(
     # An image folder's folds are drawn from DIR/train/, or from the part of DIR/<class>/ that `fmnist train` trains
     # on at its default seed: the part it holds out stays unseen for the chosen recipe's test.
     ds = load_folder(s.data_dir) if s.dataset == FOLDER else load_dataset(s.dataset, data_dir=s.data_dir)
+    for _, why in ds.skipped:  # an image folder's files that could not be read, as `train` lists them
+        err.print(f"skipped: {why}", markup=False, soft_wrap=True)
     data = CVData.from_dataset(ds)
     try:
         with sigterm_as_ctrl_c():

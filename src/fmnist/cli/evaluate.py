@@ -51,25 +51,7 @@ def evaluate(
     data_dir = s.data_dir if s.data_dir is not None else (run.config.data_dir if same_dataset else None)
     held_out = checksum = None
     if images is None and name == FOLDER:
-        # A model fine-tuned on an image folder is scored on that folder's test images: DIR/test/, or, for the run
-        # that trained on DIR/<class>/, the same seeded part it held out (the rest it trained on).
-        if data_dir is None:
-            raise UsageError(f"{model} was trained on an image folder: pass it with --images DIR")
-        trained_on = run.config.data_dir if same_dataset else None
-        if s.data_dir is None and trained_on is not None and not Path(trained_on).is_dir():
-            raise UsageError(f"{model} was trained on the image folder {trained_on}, which is not there any more; "
-                             "pass where it is now with --data-dir DIR (its held-out part is scored), or score a "
-                             "folder of other images with --images DIR")
-        moved = s.data_dir is not None and trained_on is not None and not Path(trained_on).exists()
-        if (data_dir / "test").is_dir():
-            images = data_dir / "test"
-        elif same_dataset and (s.data_dir is None or moved or _same_path(s.data_dir, trained_on)):
-            from fmnist.imaging.folder import folder_dataset
-
-            folder = folder_dataset(data_dir, meta.classes, seed=run.config.options.seed)
-            held_out, checksum = folder.test, folder.checksum
-        else:
-            images = data_dir
+        images, held_out, checksum = _folder_target(model, meta, run if same_dataset else None, data_dir, s.data_dir)
     if out_dir is not None:
         from fmnist.cli.outputs import check_out_dir
 
@@ -134,6 +116,35 @@ def evaluate(
         same = "matches" if result["matches_recorded"] else "differs from"
         line += f"; {same} the {recorded * 100:.2f}% recorded at training"
     out.print(line, markup=False, soft_wrap=True)
+
+
+def _folder_target(model: Path, meta, run, data_dir: Path | None, named: Path | None):
+    """What a model trained on an image folder is scored on: (images, None, None) for DIR/test/ or a folder of
+    other images; (None, held-out split, checksum) for the part of its own folder it held out: the run's folder
+    (`run`), where it is now (`named` when the run's is gone), or a copy of it (the same digest)."""
+    from fmnist.errors import UsageError
+    from fmnist.imaging.folder import folder_dataset
+
+    if data_dir is None:
+        raise UsageError(f"{model} was trained on an image folder: pass it with --data-dir DIR (the part it held "
+                         "out is scored) or score a folder of images with --images DIR")
+    trained_on = run.config.data_dir if run is not None else None
+    if named is None and trained_on is not None and not Path(trained_on).is_dir():
+        raise UsageError(f"{model} was trained on the image folder {trained_on}, which is not there any more; "
+                         "pass where it is now with --data-dir DIR (its held-out part is scored), or score a "
+                         "folder of other images with --images DIR")
+    if (data_dir / "test").is_dir():
+        return data_dir / "test", None, None
+    # The run's seed drew its held-out part; a bare model file's seed is not recorded, so the default is tried
+    # and kept only where the folder's digest says it is the data the model trained on.
+    folder = folder_dataset(data_dir, meta.classes, seed=run.config.options.seed if run is not None else 0)
+    own = run is not None and (named is None or not Path(trained_on).exists() or _same_path(named, trained_on))
+    if own or folder.checksum == meta.dataset_checksum:
+        return None, folder.test, folder.checksum
+    err.print(f"note: {model} was trained on an image folder and {data_dir} is not the one it was trained on as "
+              "far as can be told here: every image is scored; if it is that folder, images it trained on are among "
+              "them (evaluate its run directory to score the part it held out)", markup=False, soft_wrap=True)
+    return data_dir, None, None
 
 
 def _same_path(a: Path, b: Path | None) -> bool:

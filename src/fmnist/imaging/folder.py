@@ -8,8 +8,10 @@ that cannot be read or preprocessed is listed and skipped, never fatal.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,8 +30,8 @@ TEST_FRACTION = 0.2  # held out as the test split of a folder without train/ and
 
 
 def simplify(name: str) -> str:
-    """A name with case and punctuation forgiven: lower case letters and digits only."""
-    return re.sub(r"[^0-9a-z]", "", name.lower())
+    """A name with case and punctuation forgiven: its letters and digits (of any script), case folded."""
+    return re.sub(r"[\W_]", "", unicodedata.normalize("NFKC", name).casefold())
 
 
 def class_aliases(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
@@ -38,9 +40,13 @@ def class_aliases(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
     # A class's own name wins over another class's index ("1" names class "1", not the class at index 1), and
     # both win over a part of a name.
     aliases = {simplify(name): i for i, name in enumerate(classes)}
+    # Classes named by numbers of their own (0/, 1/, 10/) take no index: folder 2/ is not class 10.
+    by_index = not any(simplify(name).isdigit() for name in classes) or \
+        [simplify(name) for name in classes] == [str(i) for i in range(len(classes))]
     parts: dict[str, set[int]] = {}
     for i, name in enumerate(classes):
-        aliases.setdefault(str(i), i)
+        if by_index:
+            aliases.setdefault(str(i), i)
         for part in re.split(r"[/|]", name):
             if simplify(part):
                 parts.setdefault(simplify(part), set()).add(i)
@@ -86,7 +92,7 @@ def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | l
                         "classified by `fmnist predict`)")
     if not directory.is_dir():
         raise DataError(f"{directory}: no such directory; pass a folder holding one subfolder per class")
-    folders = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = _class_folders(directory)
     if not folders:
         raise DataError(f"{directory} has no class folders; put the images of each class in DIR/<class name>/")
     index = match_classes(folders, classes)
@@ -165,9 +171,33 @@ def folder_classes(directory: str | os.PathLike) -> tuple[str, ...]:
     names one of them (or its index), so the model reads Fashion-MNIST and mixes with it; else the folders' own
     names, in sorted order (circle/, square/, triangle/: three classes of your own)."""
     directory = Path(directory)
-    root = directory / "train" if (directory / "train").is_dir() else directory
-    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
-        if root.is_dir() else []
+    halves = [directory / "train", directory / "test"] if (directory / "train").is_dir() else [directory]
+    folders = [_class_folders(half) for half in halves]
     fashion = get_spec(DEFAULT_DATASET).classes
     aliases = class_aliases(fashion)
-    return fashion if all(simplify(f) in aliases for f in folders) else tuple(folders)
+    if all(simplify(f) in aliases for names in folders for f in names):
+        return fashion
+    if len(folders) == 2 and set(map(simplify, folders[1])) - set(map(simplify, folders[0])):
+        extra = sorted(set(folders[1]) - set(folders[0]))
+        raise DataError(f"{directory / 'test'} has class folders {directory / 'train'} lacks ({', '.join(extra)}): "
+                        "a class trained on no image cannot be told apart")
+    return tuple(folders[0])
+
+
+def _class_folders(directory: Path) -> list[str]:
+    """The class folders' names of `directory`, sorted (hidden ones aside); none where it is not a directory."""
+    return sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if directory.is_dir() else []
+
+
+def class_note(classes: tuple[str, ...] | list[str]) -> str:
+    """The line a run on an image folder prints about its classes: whose they are, and a folder name close to a
+    Fashion-MNIST class (trousers/ beside shirt/ makes every folder a class of its own)."""
+    fashion = get_spec(DEFAULT_DATASET).classes
+    if tuple(classes) == tuple(fashion):
+        return f"classes: Fashion-MNIST's {len(fashion)}, the folders named after them"
+    known = {simplify(name): name for name in fashion}
+    close = [(c, difflib.get_close_matches(simplify(c), list(known), n=1, cutoff=0.75)) for c in classes]
+    hints = [f"{c!r} is close to Fashion-MNIST's {known[m[0]]!r}" for c, m in close if m and simplify(c) not in known]
+    hint = f" ({'; '.join(hints)}: name every folder after a Fashion-MNIST class to train those)" if hints else ""
+    return f"classes: {', '.join(classes)}, named by the folders{hint}"

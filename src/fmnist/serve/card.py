@@ -94,7 +94,11 @@ def card_for(predictor: BasePredictor, model: Path, data_dir: Path | None = None
             folder = data_dir if data_dir is not None else (run.config.data_dir if run else None)
             if folder is None:
                 raise UsageError("the model was trained on an image folder; pass that folder with --data-dir DIR")
-            test = load_folder(folder, list(predictor.meta.classes), run.config.options.seed if run else 0).test
+            ds = load_folder(folder, list(predictor.meta.classes), run.config.options.seed if run else 0)
+            if (data_dir is not None or run is None) and ds.checksum != predictor.meta.dataset_checksum:
+                raise UsageError(f"{folder} is not the image folder the model trained on, as far as can be told "
+                                 "here (a bare model file does not record its seed): serve its run directory")
+            test = ds.test
         else:
             test = load_split("test", predictor.meta.dataset, data_dir=data_dir, download=False)
     except FmnistError as e:

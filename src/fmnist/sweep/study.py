@@ -44,7 +44,7 @@ from fmnist.train.stats import EpochStats
 INSTALL = "pip install 'fmnist[sweep]'"
 FINISHED = ("COMPLETE", "PRUNED")
 PROGRESS = 1000  # a trial's reports are steps of its run in thousandths (`progress_step`)
-WARMUP = PROGRESS // 4  # no trial is pruned in its first quarter
+WARMUP = PROGRESS // 4 + 1  # no trial is pruned until more than a quarter of it is done
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,11 @@ class SweepConfig:
 
     def identity(self) -> dict[str, Any]:
         """What makes trials comparable: a stored study with other values is not continued."""
-        return {"recipe": self.recipe, "params": [p.describe() for p in self.params], "dataset": self.dataset,
-                "limit": self.limit, "seed": self.seed, "precision": self.precision}
+        identity = {"recipe": self.recipe, "params": [p.describe() for p in self.params], "dataset": self.dataset,
+                    "limit": self.limit, "seed": self.seed, "precision": self.precision}
+        if self.dataset == FOLDER:  # which image folder (a registered dataset is one whatever its copy)
+            identity["data_dir"] = str(Path(self.data_dir).expanduser().resolve()) if self.data_dir else None
+        return identity
 
 
 def sweep_dir(name: str, root: Path = Path("runs/sweeps")) -> Path:
@@ -132,7 +135,8 @@ def open_study(cfg: SweepConfig, create: bool = True):
     """The sweep's study (created, or loaded when it exists), checked against the sweep's identity."""
     optuna = optuna_module()
     cfg.directory.mkdir(parents=True, exist_ok=True)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=WARMUP)
+    # A trial is compared with 3 others or more at the same step (trials of other lengths share few steps).
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=WARMUP, n_min_trials=3)
     study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage_url, direction="maximize",
                                 sampler=_sampler(optuna, cfg, 0), pruner=pruner, load_if_exists=True)
     stored = study.user_attrs.get("identity")

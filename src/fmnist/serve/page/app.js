@@ -199,7 +199,7 @@ function resultItem(p, file) {
     el("figure", {}, seen, el("figcaption", { text: `model input (${p.preprocess})` })));
   const badge = el("span", { class: p.confident ? "badge" : "badge unsure",
                               text: p.confident ? "confident" : "not confident" });
-  if (!p.confident) badge.title = "Low probability: the image may not be clothing, or not prepared like the dataset";
+  if (!p.confident) badge.title = "Low probability: the image may show none of the classes, or not be prepared like the training images";
   const verdict = el("p", { class: "verdict" }, el("span", { class: "name", text: p.name }), ` ${pct(p.probability)}`, badge);
   const bars = el("ul", { class: "bars", "aria-label": "class probabilities" });
   const order = p.probabilities.map((q, i) => [q, i]).sort((a, b) => b[0] - a[0]);
