@@ -167,6 +167,9 @@ def test_folds_of_other_data_are_not_read_back(tmp_path):
 
     with pytest.raises(UsageError, match="made with other data"):
         run_cv(config(tmp_path, **kw), b)
+    # More images make other folds too, but the data are what changed, and are what is named.
+    with pytest.raises(UsageError, match="made with other data"):
+        run_cv(config(tmp_path, **kw), dataclasses.replace(tiny_data(80, seed=0), checksum=""))
     cv = run_cv(config(tmp_path, **kw), b, overwrite=True)
     assert cv.trained == 2 and cv.data["checksum"].startswith("arrays-")
 

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from fmnist.checkpoint import ModelMeta, save_model
-from fmnist.inference import DEFAULT_CONFIDENCE
+from fmnist.inference import model_confidence
 from fmnist.errors import DataError, UsageError
 from fmnist.export import (
     OnnxPredictor,
@@ -168,7 +168,7 @@ def test_the_meta_travels_in_the_file(exported):
     assert "float32 pixels 0..1" in props["input"] and "[N, 28, 28]" in props["input"]
     model = onnx.load_from_string(data)
     assert model.doc_string == props["input"]
-    expected = meta.confidence_threshold if meta.confidence_threshold is not None else DEFAULT_CONFIDENCE
+    expected = model_confidence(meta)
     assert float(props["confidence_threshold"]) == expected
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from fmnist.data.splits import holdout_split
 from fmnist.errors import DataError
 from fmnist.imaging import looks_like_dataset, open_image, prepare
-from fmnist.imaging.folder import class_aliases, folder_dataset, match_classes, read_image_folder
+from fmnist.imaging.folder import class_aliases, folder_classes, folder_dataset, match_classes, read_image_folder
 from fmnist.imaging.photo import estimate_background, foreground_mask, otsu_threshold, photo_steps, working_array
 from fmnist.recipes import get_recipe
 
@@ -307,6 +307,7 @@ def test_fine_tuning_on_an_image_folder_is_a_normal_run(cli, tmp_path):
     changed = cli("evaluate", run, "--json")
     assert changed.exit_code == 0, changed.stderr
     (warning,) = json.loads(changed.stdout)["warnings"]
+    assert json.loads(changed.stdout)["matches_recorded"] is False  # other images cannot repeat the figure
     assert "holds other images than when" in warning and "not comparable" in warning
     # The folder moved: without --data-dir it is named as gone; with its new place, its held-out part is scored.
     (photos / "bag" / "new.jpg").unlink()
@@ -466,3 +467,41 @@ def test_a_bare_folder_model_file_is_scored_on_its_held_out_part_only_where_the_
 
     card, note = card_for(load_predictor(run / "model.safetensors"), run / "model.safetensors", copy)
     assert note and "not the image folder the model trained on" in note and card.card["confusion_matrix"] is None
+
+
+def test_a_class_of_your_own_needs_images_and_a_classifier_needs_two(cli, tmp_path):
+    photos = photo_folder(tmp_path / "shapes", per_class=3, classes=("Tall", "Wide"), unreadable=False)
+    (photos / "zzz").mkdir()  # an empty folder: listed as skipped, not made a class with no image
+    ds = folder_dataset(photos, folder_classes(photos))
+    assert ds.classes == ("tall", "wide") and any("no image files" in why for _, why in ds.skipped)
+    one = photo_folder(tmp_path / "one", per_class=3, classes=("Tall",), unreadable=False)
+    (one / "empty").mkdir()
+    with pytest.raises(DataError, match="holds 1 class folder with images; a classifier tells 2 classes or more"):
+        folder_classes(one)
+
+
+def test_a_two_class_model_without_a_threshold_of_its_own_is_not_always_confident():
+    from fmnist.inference import confidence_threshold, default_confidence
+
+    # The top of two probabilities is never below 0.5, so 0.5 flagged nothing.
+    assert default_confidence(2) == 0.75 and default_confidence(10) == 0.5 and default_confidence(3) == 0.5
+    assert confidence_threshold(np.zeros((0, 2))) == 0.75
+
+
+def test_fine_tuning_onto_data_of_another_class_count_says_so(cli, tmp_path, tiny_data_dir):
+    photos = photo_folder(tmp_path / "shapes", per_class=3, classes=("Tall", "Wide"), unreadable=False)
+    run = tmp_path / "run"
+    assert cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--epochs", "1", "--out", run).exit_code == 0
+    r = cli("--dataset", "idx", "--data-dir", tiny_data_dir, "train", "mlp", "--init", run, "--out", tmp_path / "x")
+    assert r.exit_code == 2 and "tells 2 classes apart (tall, wide), but idx has 10" in r.stderr, r.stderr
+    # A report of other data than Fashion-MNIST is not set beside the seed's Fashion-MNIST figure.
+    assert "reported" not in (run / "report.md").read_text()
+    assert json.loads((run / "metrics.json").read_text())["seed_reported"] is None
+
+
+def test_folder_messages_fit_the_case():
+    with pytest.raises(DataError, match="'Cat' and 'c-a-t' and 'cat' all name cat"):
+        match_classes(["Cat", "c-a-t", "cat"], ("cat", "dog"))
+    with pytest.raises(DataError) as refused:
+        match_classes(["0"], ("1", "2", "x"))
+    assert "index" not in str(refused.value)  # classes named by numbers take no index, so none is offered

@@ -84,7 +84,7 @@ class ModelMeta:
     # Also average over the image moved by this many pixels (fmnist.inference.logits); None: from the recipe.
     tta_shift: int | None = None
     # The top probability below which a prediction is flagged "not confident" (chosen on held-out data at
-    # training; None: fmnist.inference.DEFAULT_CONFIDENCE).
+    # training; None: fmnist.inference.default_confidence).
     confidence_threshold: float | None = None
     input_size: tuple[int, int] = (28, 28)  # (height, width) in pixels
     in_channels: int = 1

@@ -30,7 +30,8 @@ from fmnist.imaging import Preprocessed, check_mode, prepare_file
 
 TOP_K = 3  # alternatives reported per prediction
 # A prediction is "confident" when its top probability reaches the model's threshold. A model trained with a
-# held-out split stores one chosen there (CONFIDENCE_QUANTILE); other models use DEFAULT_CONFIDENCE.
+# held-out split stores one chosen there (CONFIDENCE_QUANTILE); other models use `default_confidence`:
+# DEFAULT_CONFIDENCE, or 1.5 times chance where that is more (0.75 for two classes, whose top is never below 0.5).
 DEFAULT_CONFIDENCE = 0.5
 CONFIDENCE_QUANTILE = 0.05  # the threshold passes 95% of the held-out images: the rest, and oddities, are flagged
 
@@ -59,10 +60,20 @@ class Prediction:
         return d
 
 
+def default_confidence(num_classes: int) -> float:
+    """The confidence threshold of a model that chose none on held-out images: 0.5, or 1.5 times chance if more."""
+    return max(DEFAULT_CONFIDENCE, 1.5 / max(1, num_classes))
+
+
+def model_confidence(meta: ModelMeta) -> float:
+    """The threshold `meta`'s model flags predictions by: its own, else `default_confidence`."""
+    return meta.confidence_threshold if meta.confidence_threshold is not None else default_confidence(len(meta.classes))
+
+
 def confidence_threshold(probabilities: np.ndarray, quantile: float = CONFIDENCE_QUANTILE) -> float:
     """The top probability that `1 - quantile` of these (held-out) rows [N, K] reach: the confidence threshold."""
     if len(probabilities) == 0:
-        return DEFAULT_CONFIDENCE
+        return default_confidence(probabilities.shape[1] if probabilities.ndim == 2 else 0)
     return float(np.quantile(probabilities.max(axis=1), quantile))
 
 
@@ -130,7 +141,7 @@ class BasePredictor:
         self.classes = list(meta.classes)
         self.tta_flip = meta.tta_flip
         self.tta_shift = meta.tta_shift
-        self.threshold = meta.confidence_threshold if meta.confidence_threshold is not None else DEFAULT_CONFIDENCE
+        self.threshold = model_confidence(meta)
 
     def predict_logits(self, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Logits float32 [N, K] for uint8 images [N, H, W]."""

@@ -159,9 +159,13 @@ def train_run(cfg: RunConfig, callbacks: Callbacks | None = None, dataset: Datas
     else:
         init, init_meta = starting_weights(cfg)
     ds = dataset or load_data(cfg, list(init_meta.classes) if init_meta else None)
+    if init_meta is not None and len(init_meta.classes) != len(ds.classes):
+        raise UsageError(f"--init {cfg.init} tells {len(init_meta.classes)} classes apart "
+                         f"({', '.join(init_meta.classes)}), but {ds.name} has {len(ds.classes)}; fine-tune it on data "
+                         "of its classes")
     notes = callbacks or Callbacks()
     if cfg.dataset == FOLDER and init_meta is None:  # a fine-tune's classes are its starting model's
-        notes.note(class_note(ds.classes))
+        notes.note(class_note(ds.classes, cfg.data_dir))
     for _, why in ds.skipped:
         notes.note(f"skipped: {why}")
     recipe = cfg.recipe
@@ -253,7 +257,7 @@ def test_metrics(ds: Dataset, recipe: Recipe, result: TrainResult, ev: dict) -> 
         epochs=len(result.history),
         validation=recipe.validation,
         validation_note=describe_validation(recipe.validation, recipe.val_fraction),
-        seed_reported=recipe.reported,
+        seed_reported=recipe.reported if ds.name == DEFAULT_DATASET else None,  # a Fashion-MNIST figure
         device=str(result.device),
         precision=result.precision,
         threads=result.threads,

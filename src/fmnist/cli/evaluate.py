@@ -103,7 +103,8 @@ def evaluate(
         "test_accuracy": ev["accuracy"],
         "test_loss": ev["loss"],
         "recorded_test_accuracy": recorded,
-        "matches_recorded": recorded is not None and ev["accuracy"] == recorded,
+        # Only the same images can repeat the figure: on other data an equal number is a coincidence.
+        "matches_recorded": recorded is not None and same_data is not False and ev["accuracy"] == recorded,
         "report": report,
     }
     if as_json:
@@ -112,7 +113,9 @@ def evaluate(
     out.print(format_report(report), markup=False)
     what = f"{name} test images" if held_out is None else f"images of {data_dir} held out at training"
     line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {what}"
-    if recorded is not None:
+    if recorded is not None and same_data is False:
+        line += f"; the {recorded * 100:.2f}% recorded at training was on other images"
+    elif recorded is not None:
         same = "matches" if result["matches_recorded"] else "differs from"
         line += f"; {same} the {recorded * 100:.2f}% recorded at training"
     out.print(line, markup=False, soft_wrap=True)

@@ -152,8 +152,8 @@ class FoldResult:
         checks = {
             "a different recipe": (self.recipe_config, json_roundtrip(task.recipe.to_dict())),
             "a different fold": ((self.repeat, self.fold, self.folds), (task.fold.repeat, task.fold.index, task.fold.folds)),
+            "different data": (self.data_checksum, task.data_checksum),  # first: other data, other images
             "different held-out images": (self.fingerprint, task.fold.fingerprint),
-            "different data": (self.data_checksum, task.data_checksum),
             "a different --limit": (self.limit, task.limit),
             "a different training seed": (self.seed, task.options.seed),
             "a different precision": (self.precision, task.options.precision),

@@ -24,7 +24,7 @@ from typing import Any
 from fmnist import __version__
 from fmnist.checkpoint import FORMAT_VERSION, ModelMeta, _parse_meta
 from fmnist.errors import DataError
-from fmnist.inference import DEFAULT_CONFIDENCE
+from fmnist.inference import model_confidence
 
 META_KEY = "fmnist_meta"
 VERIFIED_KEY = "verified"
@@ -43,8 +43,7 @@ def metadata_props(meta: ModelMeta, input_type: str, verified: Mapping[str, Any]
         "normalization": "in_graph",
         "input_type": input_type,
         "input": describe_input(meta, input_type),
-        "confidence_threshold": repr(meta.confidence_threshold if meta.confidence_threshold is not None
-                                     else DEFAULT_CONFIDENCE),
+        "confidence_threshold": repr(model_confidence(meta)),
         "producer": f"fmnist {__version__}",
     }
     if verified is not None:

@@ -40,9 +40,7 @@ def class_aliases(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
     # A class's own name wins over another class's index ("1" names class "1", not the class at index 1), and
     # both win over a part of a name.
     aliases = {simplify(name): i for i, name in enumerate(classes)}
-    # Classes named by numbers of their own (0/, 1/, 10/) take no index: folder 2/ is not class 10.
-    by_index = not any(simplify(name).isdigit() for name in classes) or \
-        [simplify(name) for name in classes] == [str(i) for i in range(len(classes))]
+    by_index = _by_index(classes)
     parts: dict[str, set[int]] = {}
     for i, name in enumerate(classes):
         if by_index:
@@ -56,17 +54,26 @@ def class_aliases(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
     return aliases
 
 
+def _by_index(classes: tuple[str, ...] | list[str]) -> bool:
+    """Whether a folder may name a class by its index: not where classes are named by numbers of their own (0/, 1/,
+    10/: folder 2/ is not class 10), unless those numbers are the indices (MNIST's digits)."""
+    names = [simplify(name) for name in classes]
+    return not any(n.isdigit() for n in names) or names == [str(i) for i in range(len(classes))]
+
+
 def match_classes(folders: list[str], classes: tuple[str, ...] | list[str]) -> dict[str, int]:
     """Folder name -> class index; DataError naming every folder that matches no class (and the class names)."""
     aliases = class_aliases(classes)
     unknown = [f for f in folders if simplify(f) not in aliases]
     if unknown:
+        index = " or by its index" if _by_index(classes) else ""
         raise DataError(f"class folders {', '.join(map(repr, unknown))} match none of the classes "
-                        f"({', '.join(classes)}); name each folder after a class (case and punctuation do not matter) "
-                        "or by its index")
+                        f"({', '.join(classes)}); name each folder after a class (case and punctuation do not matter)"
+                        f"{index}")
     index = {f: aliases[simplify(f)] for f in folders}
     shared = {c: [f for f in folders if index[f] == c] for c in sorted(set(index.values()))}
-    twice = [f"{' and '.join(map(repr, names))} both name {classes[c]}" for c, names in shared.items() if len(names) > 1]
+    twice = [f"{' and '.join(map(repr, names))} {'both' if len(names) == 2 else 'all'} name {classes[c]}"
+             for c, names in shared.items() if len(names) > 1]
     if twice:
         raise DataError(f"class folders {'; '.join(twice)}; put each class's images in one folder")
     return index
@@ -95,14 +102,14 @@ def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | l
     folders = _class_folders(directory)
     if not folders:
         raise DataError(f"{directory} has no class folders; put the images of each class in DIR/<class name>/")
-    index = match_classes(folders, classes)
+    files = {folder: image_files([directory / folder]) for folder in folders}
+    index = match_classes([f for f in folders if files[f]], classes)  # an empty folder is listed, not matched
     images, labels, paths, modes, thumbs, skipped = [], [], [], [], [], []
     for folder in folders:
         skipped += [(str(p), f"{p}: {why}") for p, why in passed_over([directory / folder])]
-        files = image_files([directory / folder])
-        if not files:
+        if not files[folder]:
             skipped.append((str(directory / folder), f"{directory / folder}: a class folder with no image files"))
-        for path in files:
+        for path in files[folder]:
             try:
                 img = open_image(path)
                 prepared = prepare(img, mode)
@@ -152,7 +159,8 @@ def folder_dataset(directory: str | os.PathLike, classes: tuple[str, ...] | list
                             "class with two images or more (or DIR/train/ and DIR/test/)")
         splits = (Split(every.images[tr], every.labels[tr], classes), Split(every.images[te], every.labels[te], classes))
         skipped = every.skipped
-    checksum = data_digest(*(a for split in splits for a in (split.images, split.labels)))  # content and split
+    names = np.frombuffer("\n".join(classes).encode(), np.uint8)  # the classes too: an empty one is a class
+    checksum = data_digest(names, *(a for split in splits for a in (split.images, split.labels)))  # and the split
     return Dataset(FOLDER, classes, *splits, source=FOLDER, source_dir=directory, verified=False, checksum=checksum,
                    skipped=list(skipped))
 
@@ -177,6 +185,11 @@ def folder_classes(directory: str | os.PathLike) -> tuple[str, ...]:
     aliases = class_aliases(fashion)
     if all(simplify(f) in aliases for names in folders for f in names):
         return fashion
+    # A class of its own needs images to train on: an empty folder is listed as skipped, not made a class.
+    folders[0] = [f for f in folders[0] if image_files([halves[0] / f])]
+    if len(folders[0]) < 2:
+        raise DataError(f"{halves[0]} holds {len(folders[0])} class folder{'s' if len(folders[0]) != 1 else ''} with "
+                        "images; a classifier tells 2 classes or more apart: add a folder of images per class")
     if len(folders) == 2 and set(map(simplify, folders[1])) - set(map(simplify, folders[0])):
         extra = sorted(set(folders[1]) - set(folders[0]))
         raise DataError(f"{directory / 'test'} has class folders {directory / 'train'} lacks ({', '.join(extra)}): "
@@ -190,12 +203,17 @@ def _class_folders(directory: Path) -> list[str]:
         if directory.is_dir() else []
 
 
-def class_note(classes: tuple[str, ...] | list[str]) -> str:
-    """The line a run on an image folder prints about its classes: whose they are, and a folder name close to a
-    Fashion-MNIST class (trousers/ beside shirt/ makes every folder a class of its own)."""
+def class_note(classes: tuple[str, ...] | list[str], directory: str | os.PathLike | None = None) -> str:
+    """The line a run on an image folder prints about its classes: whose they are, the Fashion-MNIST class each
+    folder named by a number stands for, and a folder name close to a Fashion-MNIST class (trousers/ beside
+    shirt/ makes every folder a class of its own)."""
     fashion = get_spec(DEFAULT_DATASET).classes
     if tuple(classes) == tuple(fashion):
-        return f"classes: Fashion-MNIST's {len(fashion)}, the folders named after them"
+        root = Path(directory) / "train" if directory and (Path(directory) / "train").is_dir() else directory
+        numbered = [f for f in _class_folders(Path(root)) if f.isdigit()] if root else []
+        stands = "; ".join(f"{f}/ is {fashion[int(f)]}" for f in numbered if int(f) < len(fashion))
+        return f"classes: Fashion-MNIST's {len(fashion)}, the folders named after them" + (
+            f" (by index: {stands})" if stands else "")
     known = {simplify(name): name for name in fashion}
     close = [(c, difflib.get_close_matches(simplify(c), list(known), n=1, cutoff=0.75)) for c in classes]
     hints = [f"{c!r} is close to Fashion-MNIST's {known[m[0]]!r}" for c, m in close if m and simplify(c) not in known]

@@ -154,8 +154,10 @@ def start(recipe: Recipe, data: TrainData, options: TrainOptions, init: dict[str
         try:
             model.load_state_dict(init, strict=True)
         except RuntimeError as e:
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]  # torch's first is a heading
             raise UsageError(f"the starting weights do not fit recipe {recipe.name!r} ({recipe.model} "
-                             f"{recipe.model_args}, {data.num_classes} classes): {str(e).splitlines()[0]}") from None
+                             f"{recipe.model_args}, {data.num_classes} classes): {detail}") from None
     model = model.to(device)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
