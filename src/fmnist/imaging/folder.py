@@ -186,12 +186,13 @@ def folder_classes(directory: str | os.PathLike) -> tuple[str, ...]:
     if all(simplify(f) in aliases for names in folders for f in names):
         return fashion
     # A class of its own needs images to train on: an empty folder is listed as skipped, not made a class.
-    folders[0] = [f for f in folders[0] if image_files([halves[0] / f])]
+    folders = [[f for f in names if image_files([half / f])] for half, names in zip(halves, folders)]
     if len(folders[0]) < 2:
         raise DataError(f"{halves[0]} holds {len(folders[0])} class folder{'s' if len(folders[0]) != 1 else ''} with "
                         "images; a classifier tells 2 classes or more apart: add a folder of images per class")
-    if len(folders) == 2 and set(map(simplify, folders[1])) - set(map(simplify, folders[0])):
-        extra = sorted(set(folders[1]) - set(folders[0]))
+    trained = set(map(simplify, folders[0]))
+    extra = [f for f in folders[-1] if simplify(f) not in trained]
+    if extra:
         raise DataError(f"{directory / 'test'} has class folders {directory / 'train'} lacks ({', '.join(extra)}): "
                         "a class trained on no image cannot be told apart")
     return tuple(folders[0])
