@@ -323,6 +323,17 @@ def test_short_classes_txt_is_out_of_range(tiny_dir):
         load_dataset("idx", data_dir=tiny_dir)
 
 
+def test_labels_past_ten_without_classes_txt_ask_for_it(tiny_dir):
+    """Ten classes are only the default of a directory with no classes.txt: the error says so and asks for names."""
+    (tiny_dir / "classes.txt").unlink()
+    write_idx(tiny_dir / f"{FILES[1]}.gz", np.arange(40, dtype=np.uint8) % 26, compress=True)
+    with pytest.raises(DataError, match="label 25 out of range") as e:
+        load_dataset("idx", data_dir=tiny_dir)
+    message = str(e.value)
+    assert "without classes.txt has the 10 classes of MNIST" in message
+    assert f"26 or more class names, one per line, in {tiny_dir / 'classes.txt'}" in message
+
+
 def test_classes_txt_with_a_byte_order_mark_and_with_duplicates(tmp_path):
     directory = write_dataset(tmp_path / "d", Split(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]), ("a", "b")),
                               Split(np.zeros((2, 28, 28), np.uint8), np.array([0, 1]), ("a", "b")))

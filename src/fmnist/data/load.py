@@ -214,11 +214,13 @@ def _split(spec: DatasetSpec, location: Location, files: dict[str, _File], split
         )
     top = int(labels.array.max()) if labels.array.size else -1
     if top >= len(classes):
+        has = f"{spec.title} has {len(classes)} classes"
         if spec.custom:
-            fix = f"list the {top + 1} or more class names, one per line, in {location.directory / CLASSES_FILE}, or {fix}"
-        raise DataError(
-            f"{labels.path}: label {top} out of range: {spec.title} has {len(classes)} classes, labels 0..{len(classes) - 1}. Fix: {fix}."
-        )
+            names = location.directory / CLASSES_FILE
+            if not names.is_file():  # its 10 classes are a default, not something the user wrote
+                has = f"an {spec.title} without {CLASSES_FILE} has the 10 classes of MNIST"
+            fix = f"list the {top + 1} or more class names, one per line, in {names}, or {fix}"
+        raise DataError(f"{labels.path}: label {top} out of range: {has}, labels 0..{len(classes) - 1}. Fix: {fix}.")
     return Split(images.array, labels.array.astype(np.int64), classes)
 
 
