@@ -354,9 +354,11 @@ def test_cv_and_sweep_take_an_image_folder(cli, tmp_path):
     # The folds are the 8 images `fmnist train` trains on; its 2 held-out ones stay out.
     assert result["data"]["name"] == "folder" and result["data"]["images"] == 8 and result["data"]["checksum"]
     assert [f["held_out_size"] for f in result["folds"]] == [4, 4]
+    (photos / "bag" / "notes.txt").write_text("not an image")
     s = cli("sweep", "mlp", "--param", "epochs=1,2", "--trials", "2", "--dataset", "folder", "--data-dir", photos,
             "--root", tmp_path / "sweeps", "--json")
     assert s.exit_code == 0, s.stderr
+    assert "skipped: " in s.stderr and "notes.txt" in s.stderr  # listed as `train` and `cv` list it
     out = json.loads(s.stdout)
     assert len(out["trials"]) == 2 and f"--dataset folder --data-dir {photos}" in out["best_command"]
     # The same sweep on another folder is not continued as if it were this one's.

@@ -79,7 +79,7 @@ def sweep(
               + f"; {cfg.trials} trial{'s' if cfg.trials != 1 else ''} in {cfg.directory}", markup=False, soft_wrap=True)
     try:
         with sigterm_as_ctrl_c():
-            study = run_sweep(cfg)
+            study = run_sweep(cfg, note=lambda line: err.print(line, markup=False, soft_wrap=True))
     except StudyStorageError as e:
         if cfg.storage:
             raise DataError(f"the sweep's study at --storage {cfg.storage} cannot be read or written ({e}); check "

@@ -18,10 +18,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from fmnist.config import TrainOptions
-from fmnist.data import Split, load_split
+from fmnist.data import Dataset, Split, load_split
 from fmnist.data.registry import FOLDER
 from fmnist.data.splits import holdout_split, subset
 from fmnist.errors import UsageError
@@ -174,14 +175,14 @@ class StudyStorageError(Exception):
     """The study's database could not be read or written (a damaged file, a full disk); the message is the cause."""
 
 
-def run_sweep(cfg: SweepConfig) -> Any:
+def run_sweep(cfg: SweepConfig, note: Callable[[str], None] = lambda _: None) -> Any:
     """Run the sweep until `cfg.trials` trials have finished (continuing a stored study); returns the study.
-    StudyStorageError when the study's database fails."""
+    `note` hears of the image folder's files the trials skip. StudyStorageError when the study's database fails."""
     optuna = optuna_module()
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     try:
-        return _run_sweep(cfg)
+        return _run_sweep(cfg, note)
     except ArgumentError as e:  # --storage names no database SQLAlchemy can open (no such dialect, a bad URL)
         if cfg.storage is None:
             raise StudyStorageError(_storage_problem(e)) from e
@@ -207,25 +208,26 @@ def _storage_problem(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
-def _run_sweep(cfg: SweepConfig) -> Any:
+def _run_sweep(cfg: SweepConfig, note: Callable[[str], None]) -> Any:
     # What the trials need fails before a new study is stored; a stored one that needs no more trials is only read
     # (its report, on a machine without the data).
     stored = _stored(cfg)
-    if not stored:
-        _check_can_run(cfg)
+    train = None if stored else _check_can_run(cfg)
     study = open_study(cfg)
     remaining = cfg.trials - finished(study)
     if remaining <= 0:
         return study
     if stored:
-        _check_can_run(cfg)
+        train = _check_can_run(cfg)
+    for _, why in getattr(train, "skipped", ()):  # an image folder's unreadable files, as `train` lists them
+        note(f"skipped: {why}")
     workers = min(cfg.jobs, remaining)
     threads = max(1, available_cores() // workers)  # on Ray: the CPUs each task asks for
     shares = [remaining // workers + (i < remaining % workers) for i in range(workers)]
     if cfg.ray:
         _on_ray(cfg, shares, threads)
     elif workers == 1:
-        optimize(cfg, shares[0], threads, study)
+        optimize(cfg, shares[0], threads, study, train=train)  # the data read once
     else:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_pool_worker,
                                  initargs=(os.getpid(),)) as pool:
@@ -245,13 +247,14 @@ def _stored(cfg: SweepConfig) -> bool:
     return cfg.study_name in optuna_module().get_all_study_names(storage=cfg.storage_url)
 
 
-def _check_can_run(cfg: SweepConfig) -> None:
-    """A UsageError or DataError when trials cannot run: here no such device or no data, on a cluster no answer."""
-    if cfg.ray_address is None:
-        resolve_device(cfg.device)
-        _train_split(cfg)
-    else:
+def _check_can_run(cfg: SweepConfig) -> Dataset | Split | None:
+    """A UsageError or DataError when trials cannot run: here no such device or no data, on a cluster no answer.
+    Returns what the trials here train on (None for a cluster's)."""
+    if cfg.ray_address is not None:
         check_ray_address(cfg.ray_address)
+        return None
+    resolve_device(cfg.device)
+    return _train_data(cfg)
 
 
 def _on_ray(cfg: SweepConfig, shares: list[int], threads: int) -> None:
@@ -301,14 +304,16 @@ def progress_step(epoch: int, epochs: int) -> int:
     return round(PROGRESS * epoch / epochs)
 
 
-def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: int = 0) -> None:
-    """Run up to `n_trials` trials of the sweep here (a process, or a Ray task, of its own when `study` is None)."""
+def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: int = 0,
+             train: Dataset | Split | None = None) -> None:
+    """Run up to `n_trials` trials of the sweep here (a process, or a Ray task, of its own when `study` is None),
+    on `train` when it was read already (see `_train_data`)."""
     optuna = optuna_module()
     set_threads(threads)
     if study is None:
         study = open_study(cfg)
         study.sampler = _sampler(optuna, cfg, len(study.trials), worker)  # workers draw apart
-    data, recipe = _data(cfg)
+    data, recipe = _data(cfg, train if train is not None else _train_data(cfg))
 
     def objective(trial) -> float:
         trial_recipe = recipe
@@ -334,19 +339,20 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
     study.optimize(objective, n_trials=n_trials, callbacks=[done], catch=())
 
 
-def _data(cfg: SweepConfig):
+def _data(cfg: SweepConfig, data: Dataset | Split):
     """The training split (a seeded subset with --limit) less its held-out share; the test split is not read."""
     recipe = dataclasses.replace(get_recipe(cfg.recipe), validation="holdout")
-    train = _train_split(cfg)
+    train = data.train if isinstance(data, Dataset) else data
     images, labels = (train.images, train.labels) if cfg.limit is None else subset(train.images, train.labels,
                                                                                    cfg.limit, cfg.seed)
     tr, va = holdout_split(labels, recipe.val_fraction, seed=0)
     return TrainData((images[tr], labels[tr]), (images[va], labels[va]), num_classes=len(train.classes)), recipe
 
 
-def _train_split(cfg: SweepConfig) -> Split:
-    """The dataset's training split; of an image folder (--dataset folder), the part `fmnist train --seed` trains
-    on, its own held-out test part left out."""
+def _train_data(cfg: SweepConfig) -> Dataset | Split:
+    """The dataset's training split; of an image folder (--dataset folder), the folder read whole, whose `train`
+    is the part `fmnist train --seed` trains on (its own held-out test part is left out) and `skipped` its
+    unreadable files."""
     if cfg.dataset == FOLDER:
-        return load_folder(cfg.data_dir, seed=cfg.seed).train
+        return load_folder(cfg.data_dir, seed=cfg.seed)
     return load_split("train", cfg.dataset, data_dir=cfg.data_dir)
