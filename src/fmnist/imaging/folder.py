@@ -69,7 +69,8 @@ def match_classes(folders: list[str], classes: tuple[str, ...] | list[str]) -> d
         index = " or by its index" if _by_index(classes) else ""
         raise DataError(f"class folders {', '.join(map(repr, unknown))} match none of the classes "
                         f"({', '.join(classes)}); name each folder after a class (case and punctuation do not matter)"
-                        f"{index}")
+                        f"{index}, or leave it out: a model tells apart only the classes it was trained on (to add "
+                        "one, train a model on a folder that holds its images)")
     index = {f: aliases[simplify(f)] for f in folders}
     shared = {c: [f for f in folders if index[f] == c] for c in sorted(set(index.values()))}
     twice = [f"{' and '.join(map(repr, names))} {'both' if len(names) == 2 else 'all'} name {classes[c]}"
