@@ -387,6 +387,27 @@ def test_a_folder_run_exports_and_serves_with_its_own_held_out_images(cli, tmp_p
     assert sum(r is None for r in recall) == 8 and all(recall[i] is not None for i in (1, 8))
 
 
+def test_evaluating_a_run_of_a_train_and_test_folder_repeats_its_test_figure(cli, tmp_path):
+    # It was scored like `--images DIR/test`: no comparison with the figure recorded at training.
+    photos = tmp_path / "halves"
+    photo_folder(photos / "train", per_class=3, unreadable=False)
+    photo_folder(photos / "test", per_class=2, unreadable=False)
+    run = tmp_path / "run"
+    assert cli("train", "mlp", "--dataset", "folder", "--data-dir", photos, "--epochs", "1", "--out", run).exit_code == 0
+    r = cli("evaluate", run, "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert result["same_data_as_training"] is True and result["matches_recorded"] is True, result
+    assert sum(row["support"] for row in result["report"]["per_class"]) == 4  # test/'s images only
+    text = cli("evaluate", run)
+    assert f"on 4 images of {photos / 'test'}" in " ".join(text.stdout.split()) and "matches the" in text.stdout
+    # A test/ image replaced since: scored, with a warning that the figure is not comparable.
+    article(box=(300, 80, 340, 400), seed=99).save(photos / "test" / "trouser" / "0.jpg", quality=85)
+    changed = cli("evaluate", run, "--json")
+    assert changed.exit_code == 0 and json.loads(changed.stdout)["same_data_as_training"] is False
+    assert "not comparable" in changed.stderr and "drawn again" not in changed.stderr
+
+
 @pytest.mark.parametrize("size", [28, 60])
 def test_a_small_dark_cut_out_is_a_photo_not_a_black_dataset_image(size):
     # Flattened onto the dataset's black, a black article on transparency became an all-black input, and was

@@ -80,7 +80,11 @@ def evaluate(
     checksum, problem = _dataset_checksum(name, data_dir) if held_out is None else (checksum, None)
     same_data = (checksum == meta.dataset_checksum) if checksum and meta.dataset_checksum else None
     warnings = [problem] if problem else []
-    if same_data is False and held_out is not None:
+    halves = held_out is not None and (data_dir / "test").is_dir()  # DIR/train/ and DIR/test/: test/ is held out
+    if same_data is False and halves:
+        warnings.append(f"{data_dir} holds other images than when {model} trained on it (or is another folder): the "
+                        "accuracy below on its test/ images is not comparable with the one recorded at training")
+    elif same_data is False and held_out is not None:
         warnings.append(f"{data_dir} holds other images than when {model} trained on it, so the part held out is "
                         "drawn again from what it holds now and may include images the model trained on: the "
                         "accuracy below is not comparable with the one recorded at training")
@@ -112,6 +116,8 @@ def evaluate(
         return
     out.print(format_report(report), markup=False)
     what = f"{name} test images" if held_out is None else f"images of {data_dir} held out at training"
+    if halves:
+        what = f"images of {data_dir / 'test'}"
     line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {what}"
     if recorded is not None and same_data is False:
         line += f"; the {recorded * 100:.2f}% recorded at training was on other images"
@@ -122,9 +128,10 @@ def evaluate(
 
 
 def _folder_target(model: Path, meta, run, data_dir: Path | None, named: Path | None):
-    """What a model trained on an image folder is scored on: (images, None, None) for DIR/test/ or a folder of
-    other images; (None, held-out split, checksum) for the part of its own folder it held out: the run's folder
-    (`run`), where it is now (`named` when the run's is gone), or a copy of it (the same digest)."""
+    """What a model trained on an image folder is scored on: (None, held-out split, checksum) for the test/ half
+    of a DIR/train/ and DIR/test/ folder, and for the part of its own folder it held out: the run's folder (`run`),
+    where it is now (`named` when the run's is gone), or a copy of it (the same digest); (images, None, None) for a
+    folder of other images."""
     from fmnist.errors import UsageError
     from fmnist.imaging.folder import folder_dataset
 
@@ -136,13 +143,12 @@ def _folder_target(model: Path, meta, run, data_dir: Path | None, named: Path | 
         raise UsageError(f"{model} was trained on the image folder {trained_on}, which is not there any more; "
                          "pass where it is now with --data-dir DIR (its held-out part is scored), or score a "
                          "folder of other images with --images DIR")
-    if (data_dir / "test").is_dir():
-        return data_dir / "test", None, None
     # The run's seed drew its held-out part; a bare model file's seed is not recorded, so the default is tried
-    # and kept only where the folder's digest says it is the data the model trained on.
+    # and kept only where the folder's digest says it is the data the model trained on. A test/ half is held out
+    # whatever the seed; the digest (of both halves) then tells whether the figure may match the recorded one.
     folder = folder_dataset(data_dir, meta.classes, seed=run.config.options.seed if run is not None else 0)
     own = run is not None and (named is None or not Path(trained_on).exists() or _same_path(named, trained_on))
-    if own or folder.checksum == meta.dataset_checksum:
+    if (data_dir / "test").is_dir() or own or folder.checksum == meta.dataset_checksum:
         return None, folder.test, folder.checksum
     err.print(f"note: {model} was trained on an image folder and {data_dir} is not the one it was trained on as "
               "far as can be told here: every image is scored; if it is that folder, images it trained on are among "
