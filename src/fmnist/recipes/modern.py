@@ -21,7 +21,7 @@ FAST = Recipe(
     name="fast",
     precision="bf16",
     description="Residual CNN (whitened stem, 32-64-128), 6 epochs one-cycle Muon + SGD-Nesterov (the first 2 at "
-                "20x20), label smoothing, flips, flip TTA; batch 256; all 60k",
+                "20x20), label smoothing, flips, flip TTA; batch 256",
     model="resnet",
     # airbench's methods that paid on the held-out split (docs/results.md, mean of 3 runs each at 6 epochs):
     # a frozen 3x3 patch-whitening first layer (+0.12 points), dirac initialisation (+0.04), BatchNorm biases at
@@ -73,7 +73,7 @@ BEST = replace(
     FAST,
     name="best",
     description="Wider residual CNN (whitened stem, 64-128-256), 20 epochs one-cycle SGD-Nesterov, crop+flip+erasing, "
-                "flip+shift TTA; batch 256; all 60k",
+                "flip+shift TTA; batch 256",
     # `fast`'s methods on the wider net that reached 95.00% held out in 24 epochs (seed 0) before them.
     model_args={"whiten": 3, "dirac": True, "widths": [64, 128, 256], "blocks": [0, 1, 1]},
     # The learning rate and weight decay chosen for the longer schedules (24 epochs, held-out split), not `fast`'s.
@@ -101,7 +101,7 @@ SOTA = replace(
     BEST,
     name="sota",
     description="Wide residual CNN (whitened stem, 128-256-512, a residual block per stage), 40 epochs one-cycle "
-                "SGD-Nesterov, crop+flip+erasing, flip+shift TTA; batch 256; all 60k",
+                "SGD-Nesterov, crop+flip+erasing, flip+shift TTA; batch 256",
     # About 290 M multiply-accumulates per image (`fast`: 15 M): over an hour on 2 CPU cores (89-99 min
     # measured), about a minute on one large GPU (estimated). The device is not part of the recipe: the same recipe runs on either.
     model_args={"whiten": 3, "dirac": True, "widths": [128, 256, 512], "blocks": [1, 1, 1]},
