@@ -14,11 +14,11 @@ import dataclasses
 import math
 import os
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from fmnist.config import TrainOptions
