@@ -350,3 +350,20 @@ def test_ray_addresses_are_checked_only_where_they_are_host_and_port():
     for address in ("nohost", "host:port", "ray://host", "host:70000"):
         with pytest.raises(UsageError, match="HOST:PORT"):
             check_ray_address(address)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the trial is made by hand, not by optimize
+def test_a_trial_whose_process_died_is_marked_failed_when_the_study_is_opened(tmp_path, monkeypatch):
+    # A sweep killed outright (kill -9) left its trial "running" in every later table.
+    import time
+
+    from fmnist.sweep import study as study_mod
+
+    cfg = SweepConfig("mlp", (parse_param("epochs=1,2"),), trials=2, limit=100, dataset="idx", root=tmp_path / "s")
+    study = study_mod.open_study(cfg)
+    trial = study.ask()
+    study._storage.record_heartbeat(trial._trial_id)  # its process beat once, then was killed
+    assert study_mod.open_study(cfg).trials[0].state.name == "RUNNING"  # within STALE_S it may be beating elsewhere
+    monkeypatch.setattr(study_mod, "STALE_S", 1)
+    time.sleep(2.5)  # the database keeps whole seconds
+    assert study_mod.open_study(cfg).trials[0].state.name == "FAIL"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 from typing import Any
 
 import torch
@@ -139,23 +140,152 @@ def exit_with_parent(parent: int, poll_s: float = 1.0) -> None:
 
 def init_pool_worker(parent: int) -> None:
     """A process-pool worker's set-up (the pool's initializer): it ends when `parent` (the pid of the process
-    making the pool) is gone (exit_with_parent), and takes SIGINT as a KeyboardInterrupt even where it was started
-    with SIGINT ignored (a background job), so interrupt_workers reaches it."""
-    import signal
-
+    making the pool) is gone (exit_with_parent), and holds interrupts for good (`hold_interrupts`): SIGINT, also
+    where it was started ignored (a background job), is a KeyboardInterrupt only inside its tasks'
+    `let_interrupts` blocks, so interrupt_workers reaches a task and never the pool's own queue code (a worker
+    ended there holding the queue's lock left the other workers and the pool's parent waiting on it for good)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _hold_signals()
     exit_with_parent(parent)
 
 
-def interrupt_workers(pool: Any) -> None:
-    """Pass an interrupt on to a ProcessPoolExecutor's workers (SIGINT: a KeyboardInterrupt in each). Ctrl-C in
-    a terminal reaches them with the parent, but a SIGTERM sent to the parent alone would leave them running
-    their tasks to the end while the parent waits for them."""
-    import signal
+# Interrupts held back (see hold_interrupts): the handlers of the signals held, and those that came.
+_HELD: dict[int, Any] = {}
+_PENDING: list[int] = []
 
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        with contextlib.suppress(ProcessLookupError, AttributeError):
-            os.kill(process.pid, signal.SIGINT)
+
+def _note(signum: int, frame: object) -> None:
+    _PENDING.append(signum)
+
+
+def _hold_signals() -> bool:
+    """Hold SIGINT and SIGTERM where their handlers are Python's (which raise: KeyboardInterrupt for SIGINT, the
+    command line's SIGTERM-as-Ctrl-C); False where that cannot be done here or is done already."""
+    import threading
+
+    if _HELD or threading.current_thread() is not threading.main_thread():
+        return False
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            _HELD[signum] = handler
+            signal.signal(signum, _note)
+    return bool(_HELD)
+
+
+@contextlib.contextmanager
+def hold_interrupts():
+    """While the block runs, an interrupt (SIGINT; SIGTERM where the process takes it like one) is noted, not
+    raised, except inside `let_interrupts` blocks; one noted is raised when the block ends, by the signal's own
+    handler. A loop of trials or tasks lets interrupts into the work it can drop (the training) and not into its
+    bookkeeping: raised while Optuna recorded a trial's end, an interrupt left the trial "running" in the study
+    for good. `interrupt_pending` says whether one waits, so the loop can stop at its next turn."""
+    if not _hold_signals():
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        _release()
+        raise
+    pending = _release()
+    if pending:
+        pending[1](pending[0], None)
+
+
+def _release() -> tuple[int, Any] | None:
+    """Give the held signals their handlers back; the first noted and its handler, if one was."""
+    for signum, handler in _HELD.items():
+        signal.signal(signum, handler)
+    first = (_PENDING[0], _HELD[_PENDING[0]]) if _PENDING else None
+    _HELD.clear()
+    _PENDING.clear()
+    return first
+
+
+def interrupt_pending() -> bool:
+    """Whether an interrupt was noted while held (hold_interrupts)."""
+    return bool(_PENDING)
+
+
+def _deliver(signum: int, frame: object) -> None:
+    """Inside let_interrupts: raise the first interrupt by its signal's own handler, and note any after it (a
+    second would land in the handling of the first)."""
+    for held in _HELD:
+        signal.signal(held, _note)
+    _PENDING.append(signum)
+    _HELD[signum](signum, frame)
+
+
+@contextlib.contextmanager
+def let_interrupts():
+    """Inside hold_interrupts (or a pool worker): the block may be interrupted. One noted already is raised at
+    its start, else the first that comes."""
+    if not _HELD:
+        yield
+        return
+    for signum in _HELD:
+        signal.signal(signum, _deliver)
+    try:
+        if _PENDING:
+            _HELD[_PENDING[0]](_PENDING[0], None)
+        yield
+    finally:
+        for signum in _HELD:
+            signal.signal(signum, _note)
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Inside let_interrupts: a stretch no interrupt may cut (a write to a database: cut, it left the session
+    unable to record anything after); one that comes meanwhile is raised at its end."""
+    if not _HELD:
+        yield
+        return
+    letting = signal.getsignal(next(iter(_HELD))) is _deliver
+    for signum in _HELD:
+        signal.signal(signum, _note)
+    before = len(_PENDING)
+    try:
+        yield
+    finally:
+        for signum in _HELD:
+            signal.signal(signum, _deliver if letting else _note)
+    if letting and len(_PENDING) > before:
+        _HELD[_PENDING[before]](_PENDING[before], None)
+
+
+POOL_STOP_GRACE_S = 20.0
+
+
+def interrupt_workers(pool: Any, grace_s: float = POOL_STOP_GRACE_S) -> None:
+    """Stop a ProcessPoolExecutor (its workers set up by init_pool_worker, their tasks in let_interrupts) on an
+    interrupt: SIGINT to each worker (a KeyboardInterrupt in its task), the queued tasks cancelled, and a worker
+    still there after `grace_s` seconds killed. Ctrl-C in a terminal reaches the workers with the parent, but a
+    SIGTERM sent to the parent alone would leave them running their tasks to the end while the parent waits.
+    Interrupts that come meanwhile are ignored: the same one sent again (`timeout` signals the command and then
+    its process group) cut the wait short, and the workers, killed while recording their trials as failed, left
+    them "running"."""
+    import threading
+    import time
+
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    main = threading.current_thread() is threading.main_thread()
+    ignored = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError, AttributeError):
+                os.kill(process.pid, signal.SIGINT)
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for signum, handler in ignored.items():
+            signal.signal(signum, handler)
 
 
 RAY_CONNECT_TIMEOUT_S = 5.0

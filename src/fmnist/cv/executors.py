@@ -20,7 +20,14 @@ import torch
 
 from fmnist.cv.results import CVConfig, CVProgress, FoldResult, FoldTask, json_roundtrip
 from fmnist.errors import DataError, FmnistError, UsageError
-from fmnist.runtime import available_cores, check_ray_address, init_pool_worker, interrupt_workers, set_threads
+from fmnist.runtime import (
+    available_cores,
+    check_ray_address,
+    init_pool_worker,
+    interrupt_workers,
+    let_interrupts,
+    set_threads,
+)
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, fit
 
 
@@ -95,7 +102,8 @@ def _init_worker(images: np.ndarray, labels: np.ndarray, num_classes: int, paren
 
 
 def _worker_fold(task: FoldTask) -> FoldResult:
-    return run_fold(task, _WORKER_DATA["images"], _WORKER_DATA["labels"], _WORKER_DATA["num_classes"])
+    with let_interrupts():  # and not in the pool's queue code
+        return run_fold(task, _WORKER_DATA["images"], _WORKER_DATA["labels"], _WORKER_DATA["num_classes"])
 
 
 def run_processes(pending: list[FoldTask], images: np.ndarray, labels: np.ndarray, num_classes: int,

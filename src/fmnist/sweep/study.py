@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import sqlite3
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -33,10 +34,14 @@ from fmnist.recipes.overrides import override
 from fmnist.runtime import (
     available_cores,
     check_ray_address,
+    hold_interrupts,
     init_pool_worker,
+    interrupt_pending,
     interrupt_workers,
+    let_interrupts,
     resolve_device,
     set_threads,
+    uninterrupted,
 )
 from fmnist.sweep.space import Param
 from fmnist.train.loop import Callbacks, TrainData, TrainingDiverged, TrainingInterrupted, fit
@@ -46,6 +51,7 @@ INSTALL = "pip install 'fmnist[sweep]'"
 FINISHED = ("COMPLETE", "PRUNED")
 PROGRESS = 1000  # a trial's reports are steps of its run in thousandths (`progress_step`)
 WARMUP = PROGRESS // 4 + 1  # no trial is pruned until more than a quarter of it is done
+HEARTBEAT_S, STALE_S = 5, 20  # a running trial's heartbeat, and the silence after which it is taken for dead
 
 
 @dataclass(frozen=True)
@@ -138,8 +144,15 @@ def open_study(cfg: SweepConfig, create: bool = True):
     cfg.directory.mkdir(parents=True, exist_ok=True)
     # A trial is compared with 3 others or more at the same step (trials of other lengths share few steps).
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=WARMUP, n_min_trials=3)
-    study = optuna.create_study(study_name=cfg.study_name, storage=cfg.storage_url, direction="maximize",
-                                sampler=_sampler(optuna, cfg, 0), pruner=pruner, load_if_exists=True)
+    # A running trial beats every HEARTBEAT_S; one whose process was killed (kill -9, a lost machine) stops beating
+    # and is marked failed STALE_S later, when a trial starts or the study is opened again (it showed as running
+    # for good).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats are "experimental"
+        storage = optuna.storages.RDBStorage(cfg.storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=STALE_S)
+        study = optuna.create_study(study_name=cfg.study_name, storage=storage, direction="maximize",
+                                    sampler=_sampler(optuna, cfg, 0), pruner=pruner, load_if_exists=True)
+        optuna.storages.fail_stale_trials(study)
     stored = study.user_attrs.get("identity")
     if stored is None:
         study.set_user_attr("identity", cfg.identity())
@@ -291,9 +304,10 @@ class _Pruning(Callbacks):
 
     def epoch_end(self, stats: EpochStats) -> None:
         if stats.epoch >= self.first and stats.val_acc is not None and math.isfinite(stats.val_acc):
-            self.trial.report(stats.val_acc, progress_step(stats.epoch, self.epochs))
-            self.trial.set_user_attr("epochs_run", stats.epoch)
-            self.pruned = stats.epoch < self.epochs and self.trial.should_prune()
+            with uninterrupted():  # writes to the study
+                self.trial.report(stats.val_acc, progress_step(stats.epoch, self.epochs))
+                self.trial.set_user_attr("epochs_run", stats.epoch)
+                self.pruned = stats.epoch < self.epochs and self.trial.should_prune()
 
     def should_stop(self) -> bool:
         return self.pruned
@@ -323,7 +337,8 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
         callbacks = _Pruning(trial, trial_recipe.epochs,
                              first=trial_recipe.augment.small_epochs(trial_recipe.epochs) + 1)
         try:
-            result = fit(trial_recipe, data, options, callbacks)
+            with let_interrupts():  # the training may be cut short; the trial's records are not (hold_interrupts)
+                result = fit(trial_recipe, data, options, callbacks)
         except TrainingInterrupted:
             raise optuna.TrialPruned() from None
         except TrainingDiverged as e:  # settings that do not train are a result of the search, not its failure
@@ -336,7 +351,13 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
 
     done = optuna.study.MaxTrialsCallback(cfg.trials, states=(optuna.trial.TrialState.COMPLETE,
                                                               optuna.trial.TrialState.PRUNED))
-    study.optimize(objective, n_trials=n_trials, callbacks=[done], catch=())
+
+    def stop_when_interrupted(study, trial) -> None:  # an interrupt held while a trial's end was recorded
+        if interrupt_pending():
+            study.stop()
+
+    with hold_interrupts():
+        study.optimize(objective, n_trials=n_trials, callbacks=[done, stop_when_interrupted], catch=())
 
 
 def _data(cfg: SweepConfig, data: Dataset | Split):
