@@ -142,6 +142,9 @@ def test_sweep_options_are_checked(cli, tiny_data_dir, tmp_path):
                             (["--param", "lr=1:2", "--limit", "5"], "--limit")):
         r = cli(*base, *extra)
         assert r.exit_code == 2 and fragment in r.stderr, r.stderr
+    (tmp_path / "a-file").write_text("")
+    r = cli(*base[:-1], tmp_path / "a-file", "--trials", "1", "--limit", "100")
+    assert r.exit_code == 2 and "cannot make the sweep's folder" in r.stderr and "--root" in r.stderr, r.stderr
 
 
 def test_a_damaged_study_is_one_sentence(cli, tiny_data_dir, tmp_path):

@@ -141,7 +141,11 @@ def _sampler(optuna, cfg: SweepConfig, done: int, worker: int | None = None):
 def open_study(cfg: SweepConfig, create: bool = True):
     """The sweep's study (created, or loaded when it exists), checked against the sweep's identity."""
     optuna = optuna_module()
-    cfg.directory.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # --root names a file, a folder this user may not write
+        raise UsageError(f"cannot make the sweep's folder {cfg.directory} ({e.strerror or e}); pass another --root "
+                         "(or --name)") from None
     # A trial is compared with 3 others or more at the same step (trials of other lengths share few steps).
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=WARMUP, n_min_trials=3)
     # A running trial beats every HEARTBEAT_S; one whose process was killed (kill -9, a lost machine) stops beating
