@@ -249,6 +249,10 @@ def test_export_command_writes_a_verified_file_and_refuses_to_overwrite(cli, tin
     assert OnnxPredictor(out).input_type == "float"
     assert cli("export", model, "--out", tmp_path / "x.onnx", "--format", "tflite").exit_code == 2
     assert cli("export", model, "--out", tmp_path / "x.onnx", "--input", "int8").exit_code == 2
+    # A damaged model is named first, not the --out file in the way (which only hid what was wrong).
+    (tmp_path / "text.safetensors").write_text("abc")
+    damaged = cli("export", tmp_path / "text.safetensors", "--out", out)
+    assert damaged.exit_code == 2 and "not a safetensors file" in damaged.stderr, damaged.stderr
 
 
 def test_export_command_says_when_it_verified_on_random_images(cli, tmp_path):

@@ -60,10 +60,10 @@ def export(
         raise UsageError(f"unknown export format {fmt!r}; use onnx")
     check_input_type(input_type)
     s = settings(ctx, data_dir=data_dir)
-    model_path = resolve_model_path(model)  # an unreadable or unfinished model is named before --out is judged
-    out_path = check_destination(out_path or model_path.with_suffix(".onnx"), overwrite)
+    model_path = resolve_model_path(model)
     configure_process()
-    torch_model, meta = load_model(model, "cpu")
+    torch_model, meta = load_model(model, "cpu")  # a missing, unfinished or damaged model is named before --out
+    out_path = check_destination(out_path or model_path.with_suffix(".onnx"), overwrite)
     images, source = None, ""
     if verify_images:
         run = load_run(model) if model.is_dir() and is_run_dir(model) else None
