@@ -309,6 +309,8 @@ def test_fine_tuning_on_an_image_folder_is_a_normal_run(cli, tmp_path):
     (warning,) = json.loads(changed.stdout)["warnings"]
     assert json.loads(changed.stdout)["matches_recorded"] is False  # other images cannot repeat the figure
     assert "holds other images than when" in warning and "not comparable" in warning
+    text = " ".join(cli("evaluate", run).stdout.split())
+    assert "held out as it is now" in text and "held out at training" not in text  # the line agrees with the warning
     # The folder moved: without --data-dir it is named as gone; with its new place, its held-out part is scored.
     (photos / "bag" / "new.jpg").unlink()
     photos.rename(tmp_path / "moved")

@@ -118,6 +118,8 @@ def evaluate(
     what = f"{name} test images" if held_out is None else f"images of {data_dir} held out at training"
     if halves:
         what = f"images of {data_dir / 'test'}"
+    elif held_out is not None and same_data is False:  # the folder changed: its held-out part is drawn anew
+        what = f"images of {data_dir} held out as it is now"
     line = f"test accuracy {ev['accuracy'] * 100:.2f}% (loss {ev['loss']:.4f}) on {len(test.labels)} {what}"
     if recorded is not None and same_data is False:
         line += f"; the {recorded * 100:.2f}% recorded at training was on other images"
