@@ -179,6 +179,9 @@ def test_an_image_folder_says_what_it_left_out_and_why_it_cannot_split(tmp_path)
     why = dict(read_image_folder(photos, FASHION).skipped)
     assert "HEIC photos are not read" in why[str(photos / "trouser" / "IMG_2.heic")]
     assert "a class folder with no image files" in why[str(photos / "coat")] and len(why) == 3
+    article(seed=8).save(photos / "stray.jpg")  # beside the class folders: no class to give it
+    why = dict(read_image_folder(photos, FASHION).skipped)
+    assert "not in a class folder" in why[str(photos / "stray.jpg")] and len(why) == 4
     with pytest.raises(DataError, match="is a file"):
         read_image_folder(photos / "bag" / "0.jpg", FASHION)
     one_each = photo_folder(tmp_path / "one", per_class=1, unreadable=False)

@@ -105,7 +105,9 @@ def read_image_folder(directory: str | os.PathLike, classes: tuple[str, ...] | l
         raise DataError(f"{directory} has no class folders; put the images of each class in DIR/<class name>/")
     files = {folder: image_files([directory / folder]) for folder in folders}
     index = match_classes([f for f in folders if files[f]], classes)  # an empty folder is listed, not matched
-    images, labels, paths, modes, thumbs, skipped = [], [], [], [], [], []
+    images, labels, paths, modes, thumbs = [], [], [], [], []
+    skipped = [(str(p), f"{p}: not in a class folder, so its class is unknown; move it into the folder of its class")
+               for p in image_files([directory])]
     for folder in folders:
         skipped += [(str(p), f"{p}: {why}") for p, why in passed_over([directory / folder])]
         if not files[folder]:
