@@ -120,6 +120,7 @@ def test_a_trial_that_diverges_is_pruned_and_the_sweep_goes_on(cli, tiny_data_di
     trials = json.loads(r.stdout)["trials"]
     assert [t["state"] for t in trials] == ["PRUNED", "PRUNED"], trials  # both ran: the first did not stop the sweep
     assert all("diverged in epoch 1" in t["diverged"] for t in trials)
+    assert all(t["seconds"] is not None for t in trials)  # the time a pruned trial took, for its row and figure point
 
 
 def test_sweep_in_two_processes_shares_the_study(cli, tiny_data_dir, tmp_path):

@@ -305,8 +305,10 @@ class _Pruning(Callbacks):
 
     def __init__(self, trial, epochs: int, first: int = 1) -> None:
         self.trial, self.epochs, self.pruned, self.first = trial, epochs, False, first
+        self.seconds = 0.0  # the epochs' training time so far: a pruned trial's table row and figure point
 
     def epoch_end(self, stats: EpochStats) -> None:
+        self.seconds += stats.seconds
         if stats.epoch >= self.first and stats.val_acc is not None and math.isfinite(stats.val_acc):
             with uninterrupted():  # writes to the study
                 self.trial.report(stats.val_acc, progress_step(stats.epoch, self.epochs))
@@ -344,9 +346,11 @@ def optimize(cfg: SweepConfig, n_trials: int, threads: int, study=None, worker: 
             with let_interrupts():  # the training may be cut short; the trial's records are not (hold_interrupts)
                 result = fit(trial_recipe, data, options, callbacks)
         except TrainingInterrupted:
+            trial.set_user_attr("seconds", callbacks.seconds)
             raise optuna.TrialPruned() from None
         except TrainingDiverged as e:  # settings that do not train are a result of the search, not its failure
             trial.set_user_attr("diverged", str(e))
+            trial.set_user_attr("seconds", callbacks.seconds)
             raise optuna.TrialPruned() from None
         trial.set_user_attr("seconds", result.seconds)
         trial.set_user_attr("val_history", [h.val_acc for h in result.history])
