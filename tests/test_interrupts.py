@@ -94,3 +94,43 @@ def test_sigterm_taken_like_ctrl_c_is_held_and_raised_by_its_own_handler():
 def test_without_a_hold_the_blocks_change_nothing():
     with runtime.let_interrupts(), runtime.uninterrupted():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _sleep_until_interrupted(started: str) -> str:
+    """A pool task: says it started, then waits to be interrupted."""
+    from pathlib import Path
+
+    with runtime.let_interrupts():
+        Path(started).write_text("")
+        time.sleep(60)
+    return "not interrupted"
+
+
+def test_a_pool_stops_its_tasks_and_its_workers_end_though_the_interrupt_comes_again(tmp_path):
+    # `timeout -s INT` signals the command, then its process group: the second SIGINT cut the parent's wait short,
+    # its workers were killed while they recorded their trials, and a worker could hang the pool's exit for good.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    started = tmp_path / "started"
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=runtime.init_pool_worker,
+                               initargs=(os.getpid(),))
+    future = pool.submit(_sleep_until_interrupted, str(started))
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), "the worker did not start"
+    shutdown = pool.shutdown
+
+    def interrupted_again(**kwargs):  # the repeated SIGINT, while the stop is under way
+        os.kill(os.getpid(), signal.SIGINT)
+        shutdown(**kwargs)
+
+    pool.shutdown = interrupted_again
+    began = time.monotonic()
+    runtime.interrupt_workers(pool, grace_s=20)
+    pool.shutdown = shutdown
+    assert time.monotonic() - began < 15  # the task stopped; it was not waited out
+    assert isinstance(future.exception(timeout=5), KeyboardInterrupt)  # in the task, which could record it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    pool.shutdown(wait=True)
