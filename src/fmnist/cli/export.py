@@ -80,11 +80,10 @@ def export(
     v = report.verification
     if v is not None:
         if v.images == RANDOM_IMAGES:
-            what, where = (("its image folder's held-out images", "its image folder with --data-dir DIR")
-                           if meta.dataset == FOLDER else (f"the {meta.dataset or 'model'} test set", "--data-dir DIR"))
-            out.print(f"{what} are not at hand (pass {where}): verified on {v.n} random images instead"
-                      if meta.dataset == FOLDER else f"{what} is not at hand (pass {where}): verified on {v.n} random "
-                      "images instead", markup=False, soft_wrap=True)
+            what, where = (("its image folder's held-out images are", "its image folder with --data-dir DIR")
+                           if meta.dataset == FOLDER else (f"the {meta.dataset or 'model'} test set is", "--data-dir DIR"))
+            out.print(f"{what} not at hand (pass {where}): verified on {v.n} random images instead", markup=False,
+                      soft_wrap=True)
         out.print(f"verified against PyTorch: {v.summary()}", markup=False, soft_wrap=True)
 
 
